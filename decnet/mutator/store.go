@@ -1,0 +1,33 @@
+package mutator
+
+import (
+	"context"
+	"time"
+
+	"github.com/decnet-swarm/sdk/decnet/repository"
+)
+
+// Store is the part of repository.Repository the engine uses. Every
+// repository.Repository satisfies it.
+type Store interface {
+	GetDecky(ctx context.Context, name string) (repository.Decky, error)
+	ListDeckies(ctx context.Context, f repository.DeckyFilter) ([]repository.Decky, error)
+	// UpdateDecky writes d if d.Version is current, else fails with
+	// decnet.ErrConflict.
+	UpdateDecky(ctx context.Context, d repository.Decky) (repository.Decky, error)
+	SetDeckyState(ctx context.Context, name string, state repository.DeckyState, lastError string) error
+	ListDue(ctx context.Context, t time.Time, defaultInterval time.Duration) ([]repository.Decky, error)
+	NextDue(ctx context.Context, defaultInterval time.Duration) (at time.Time, ok bool, err error)
+	AppendEvent(ctx context.Context, e repository.Event) (repository.Event, error)
+}
+
+// HostStore is the part of repository.Repository the default [Resolver] uses.
+type HostStore interface {
+	GetHost(ctx context.Context, uuid string) (repository.Host, error)
+}
+
+// DeckyStore is the part of repository.Repository a [LocalTarget] uses.
+type DeckyStore interface {
+	GetDecky(ctx context.Context, name string) (repository.Decky, error)
+	ListDeckies(ctx context.Context, f repository.DeckyFilter) ([]repository.Decky, error)
+}
