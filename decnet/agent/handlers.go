@@ -1,0 +1,353 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/state"
+)
+
+// Messages of the two /mutate 404s (DESIGN.md).
+const (
+	msgNoDeployment = "no active deployment on this worker"
+	msgDeckyMissing = "decky %q not found in worker state"
+)
+
+// Status values of the success bodies.
+const (
+	statusOK                 = "ok"
+	statusDeployed           = "deployed"
+	statusDryRun             = "dry_run"
+	statusTornDown           = "torn_down"
+	statusMutated            = "mutated"
+	statusSelfDestructScheduled = "self_destruct_scheduled"
+)
+
+// containerUnknown is reported for every container when Docker cannot be
+// asked: unknown, never "everything is gone".
+const containerUnknown = "unknown"
+
+func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, decnet.HealthResponse{Status: statusOK, Version: decnet.Version, Protocol: decnet.ProtocolVersion})
+}
+
+// handleStatus serves the last saved desired state merged with the runtime
+// state from the engine. It takes no lock, so it answers while a long deploy
+// holds it (showing the state that deploy saved).
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := a.store.Load(r.Context())
+	if errors.Is(err, decnet.ErrNotFound) {
+		writeJSON(w, http.StatusOK, decnet.StatusResponse{Deployed: false, Deckies: []decnet.DeckyStatus{}})
+		return
+	}
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %w", errInternal, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.statusTimeout)
+	defer cancel()
+	runtime, err := a.engine.Status(ctx, st.Config)
+	if err != nil {
+		a.log.WarnContext(r.Context(), "agent_status_runtime_unavailable", "error", err.Error())
+		runtime = nil
+	}
+	writeJSON(w, http.StatusOK, decnet.StatusResponse{Deployed: true, Deckies: mergeStatus(st.Config, runtime, err != nil)})
+}
+
+// mergeStatus builds the /status entries from the desired state (identity,
+// address, services: never service_config) and the runtime containers.
+func mergeStatus(cfg decnet.Config, runtime []decnet.DeckyStatus, unknown bool) []decnet.DeckyStatus {
+	byName := make(map[string]decnet.DeckyStatus, len(runtime))
+	for _, s := range runtime {
+		byName[s.Name] = s
+	}
+	out := make([]decnet.DeckyStatus, 0, len(cfg.Deckies))
+	for _, d := range cfg.Deckies {
+		s := decnet.DeckyStatus{
+			Name:        d.Name,
+			Hostname:    d.EffectiveHostname(),
+			Services:    slices.Clone(d.Services),
+			OS:          d.EffectiveOS(),
+			LastMutated: d.LastMutated,
+			Containers:  map[string]string{},
+		}
+		if d.IP.IsValid() {
+			s.IP = d.IP.String()
+		}
+		rt, ok := byName[d.Name]
+		running := true
+		for _, key := range append([]string{decnet.BaseContainerKey}, d.Services...) {
+			state := decnet.ContainerAbsent
+			switch {
+			case unknown:
+				state = containerUnknown
+			case ok && rt.Containers[key] != "":
+				state = rt.Containers[key]
+			}
+			s.Containers[key] = state
+			running = running && state == decnet.ContainerRunning
+		}
+		s.Running = running
+		out = append(out, s)
+	}
+	return out
+}
+
+func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := decodeDeploy(body, a.network, a.catalog)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	unlock, err := a.store.Lock(r.Context())
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %w", decnet.ErrUnavailable, err))
+		return
+	}
+	defer unlock()
+	ctx, cancel := a.opContext(r)
+	defer cancel()
+	prev, err := a.loadOptional(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var prevCfg *decnet.Config
+	if prev != nil {
+		prevCfg = &prev.Config
+	}
+	cfg, err := allocateIPs(req.Config, prevCfg)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.DryRun {
+		plan, err := a.engine.Plan(ctx, cfg)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDryRun, Plan: &plan})
+		return
+	}
+	if err := a.store.Save(ctx, &state.State{Config: cfg, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
+		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
+		return
+	}
+	if err := a.apply(ctx, cfg, func(ctx context.Context) error { return a.engine.Apply(ctx, cfg) }); err != nil {
+		writeError(w, err)
+		return
+	}
+	names := make([]string, len(cfg.Deckies))
+	for i, d := range cfg.Deckies {
+		names[i] = d.Name
+	}
+	writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDeployed, Deckies: names})
+}
+
+// apply writes the compose file, ensures the base image and runs fn. Any
+// failure is apply_failed: the desired state is already saved, so repeating
+// the request converges.
+func (a *Agent) apply(ctx context.Context, cfg decnet.Config, fn func(context.Context) error) error {
+	if err := a.writeCompose(cfg); err != nil {
+		return applyFailed(err)
+	}
+	if err := a.ensureBase(ctx); err != nil {
+		return applyFailed(err)
+	}
+	if err := fn(ctx); err != nil {
+		return applyFailed(err)
+	}
+	return nil
+}
+
+// deckyErrors is implemented by engine errors that carry per-decky failures.
+type deckyErrors interface {
+	DeckyErrors() map[string]error
+}
+
+func applyFailed(err error) error {
+	we := &decnet.WireError{Code: decnet.CodeApplyFailed, Message: "apply failed: " + err.Error()}
+	var de deckyErrors
+	if errors.As(err, &de) {
+		per := map[string]string{}
+		for name, e := range de.DeckyErrors() {
+			per[name] = e.Error()
+		}
+		we.Details = map[string]any{"deckies": per}
+	}
+	return we
+}
+
+// loadOptional loads the state; nil when there is none.
+func (a *Agent) loadOptional(ctx context.Context) (*state.State, error) {
+	st, err := a.store.Load(ctx)
+	switch {
+	case errors.Is(err, decnet.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errInternal, err)
+	}
+	return st, nil
+}
+
+func (a *Agent) handleTeardown(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := decodeTeardown(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	unlock, err := a.store.Lock(r.Context())
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %w", decnet.ErrUnavailable, err))
+		return
+	}
+	defer unlock()
+	ctx, cancel := a.opContext(r)
+	defer cancel()
+	st, err := a.loadOptional(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.DeckyID == "" {
+		// Everything: the engine removes every project container and the
+		// network even when no state is left (idempotent).
+		if err := a.engine.Teardown(ctx, ""); err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := a.store.Clear(ctx); err != nil {
+			writeError(w, fmt.Errorf("%w: clear state: %w", errInternal, err))
+			return
+		}
+		if err := a.removeCompose(); err != nil {
+			writeError(w, fmt.Errorf("%w: %w", errInternal, err))
+			return
+		}
+		writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown})
+		return
+	}
+	if st == nil {
+		writeError(w, decnet.Errorf(decnet.ErrNotFound, "deployment", "", msgNoDeployment))
+		return
+	}
+	idx := slices.IndexFunc(st.Config.Deckies, func(d decnet.Decky) bool { return d.Name == req.DeckyID })
+	if idx < 0 {
+		writeError(w, decnet.Errorf(decnet.ErrNotFound, "decky", req.DeckyID, msgDeckyMissing, req.DeckyID))
+		return
+	}
+	// Containers first: if the engine fails the decky stays in the state, so
+	// repeating the call converges.
+	if err := a.engine.Teardown(ctx, req.DeckyID); err != nil {
+		writeError(w, err)
+		return
+	}
+	next := st.Config.Clone()
+	next.Deckies = slices.Delete(next.Deckies, idx, idx+1)
+	if err := a.store.Save(ctx, &state.State{Config: next, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
+		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
+		return
+	}
+	if err := a.writeCompose(next); err != nil {
+		writeError(w, fmt.Errorf("%w: %w", errInternal, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown, DeckyID: req.DeckyID})
+}
+
+func (a *Agent) handleMutate(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := decodeMutate(body, a.catalog)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	unlock, err := a.store.Lock(r.Context())
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %w", decnet.ErrUnavailable, err))
+		return
+	}
+	defer unlock()
+	ctx, cancel := a.opContext(r)
+	defer cancel()
+	st, err := a.loadOptional(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if st == nil {
+		writeError(w, decnet.Errorf(decnet.ErrNotFound, "deployment", "", msgNoDeployment))
+		return
+	}
+	idx := slices.IndexFunc(st.Config.Deckies, func(d decnet.Decky) bool { return d.Name == req.DeckyID })
+	if idx < 0 {
+		writeError(w, decnet.Errorf(decnet.ErrNotFound, "decky", req.DeckyID, msgDeckyMissing, req.DeckyID))
+		return
+	}
+	if req.DryRun {
+		plan := decnet.PlanMutation(st.Config.Deckies[idx].Services, req.Services)
+		writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusDryRun, DeckyID: req.DeckyID, Services: req.Services, Plan: &plan})
+		return
+	}
+	next := st.Config.Clone()
+	next.Deckies[idx].Services = slices.Clone(req.Services)
+	next.Deckies[idx].LastMutated = a.now().UTC()
+	if err := next.Validate(a.catalog); err != nil {
+		// The saved state no longer validates (the catalog changed under it).
+		writeError(w, err)
+		return
+	}
+	if err := a.store.Save(ctx, &state.State{Config: next, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
+		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
+		return
+	}
+	if err := a.apply(ctx, next, func(ctx context.Context) error { return a.engine.ApplyDecky(ctx, next, req.DeckyID) }); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusMutated, DeckyID: req.DeckyID, Services: req.Services})
+}
+
+func (a *Agent) handleSelfDestruct(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := decodeEmpty(body); err != nil {
+		writeError(w, err)
+		return
+	}
+	if a.reaper == nil {
+		writeError(w, decnet.Errorf(errInternal, "reaper", "", "self-destruct is not configured on this worker"))
+		return
+	}
+	ctx, cancel := a.opContext(r)
+	defer cancel()
+	if err := a.reaper.SelfDestruct(ctx); err != nil {
+		a.log.ErrorContext(r.Context(), "agent_self_destruct_failed", "error", err.Error())
+		writeError(w, fmt.Errorf("%w: schedule self-destruct: %w", errInternal, err))
+		return
+	}
+	a.log.WarnContext(r.Context(), "agent_self_destruct_scheduled")
+	writeJSON(w, http.StatusAccepted, decnet.SelfDestructResponse{Status: statusSelfDestructScheduled})
+}
