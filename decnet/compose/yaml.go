@@ -1,0 +1,66 @@
+package compose
+
+import (
+	"maps"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// MarshalYAML renders p as a compose file. Values are escaped for compose's
+// variable interpolation ("$" becomes "$$"), so loading the file back yields
+// exactly the values of p: what the compose CLI would run is what the engine
+// runs.
+func MarshalYAML(p *types.Project) ([]byte, error) {
+	out := *p
+	out.Services = make(types.Services, len(p.Services))
+	for k, s := range p.Services {
+		s.Environment = escapeEnv(s.Environment)
+		s.Command = escapeSlice(s.Command)
+		s.Entrypoint = escapeSlice(s.Entrypoint)
+		s.Labels = escapeMap(s.Labels)
+		s.Hostname = escape(s.Hostname)
+		out.Services[k] = s
+	}
+	return out.MarshalYAML()
+}
+
+func escape(s string) string { return strings.ReplaceAll(s, "$", "$$") }
+
+func escapeSlice(in types.ShellCommand) types.ShellCommand {
+	if in == nil {
+		return nil
+	}
+	out := make(types.ShellCommand, len(in))
+	for i, s := range in {
+		out[i] = escape(s)
+	}
+	return out
+}
+
+func escapeMap(in types.Labels) types.Labels {
+	if in == nil {
+		return nil
+	}
+	out := maps.Clone(in)
+	for k, v := range out {
+		out[k] = escape(v)
+	}
+	return out
+}
+
+func escapeEnv(in types.MappingWithEquals) types.MappingWithEquals {
+	if in == nil {
+		return nil
+	}
+	out := make(types.MappingWithEquals, len(in))
+	for k, v := range in {
+		if v == nil {
+			out[k] = nil
+			continue
+		}
+		e := escape(*v)
+		out[k] = &e
+	}
+	return out
+}
