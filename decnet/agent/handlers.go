@@ -19,11 +19,11 @@ const (
 
 // Status values of the success bodies.
 const (
-	statusOK                 = "ok"
-	statusDeployed           = "deployed"
-	statusDryRun             = "dry_run"
-	statusTornDown           = "torn_down"
-	statusMutated            = "mutated"
+	statusOK                    = "ok"
+	statusDeployed              = "deployed"
+	statusDryRun                = "dry_run"
+	statusTornDown              = "torn_down"
+	statusMutated               = "mutated"
 	statusSelfDestructScheduled = "self_destruct_scheduled"
 )
 
