@@ -115,6 +115,8 @@ func (o Options) baseImage(d decnet.Decky) string {
 // first and recreates its dependants when it is recreated, whereas
 // "container:" would point compose at a container it may not have created
 // yet. The engine translates it to "container:<base container name>".
+// Both compose v1 and v2 treat "service:" as a dependency, so no depends_on
+// is written (docker-compose v1 rejects depends_on's "required" key).
 //
 // cfg is validated against the catalog first; invalid input returns a
 // *decnet.ValidationError and no project.
@@ -244,7 +246,6 @@ func serviceService(d decnet.Decky, svc decnet.Service, base types.ServiceConfig
 		s.CapAdd = slices.Clone(svc.CapAdd)
 	}
 	s.NetworkMode = types.NetworkModeServicePrefix + base.Name
-	s.DependsOn = types.DependsOnConfig{base.Name: {Condition: types.ServiceConditionStarted, Required: true}}
 	s.Logging = logging()
 	s.Labels = types.Labels{LabelManaged: "true", LabelDecky: d.Name, LabelService: svc.Name}
 	// A service holds its base's network namespace: when the base changes,

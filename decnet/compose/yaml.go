@@ -11,8 +11,13 @@ import (
 // variable interpolation ("$" becomes "$$"), so loading the file back yields
 // exactly the values of p: what the compose CLI would run is what the engine
 // runs.
+//
+// The file has no top-level "name": docker-compose v1 (Debian's
+// /usr/bin/docker-compose) rejects it, so the CLI must be given the project
+// with -p (as decnet always does: `docker compose -p decnet -f <file> ps`).
 func MarshalYAML(p *types.Project) ([]byte, error) {
 	out := *p
+	out.Name = ""
 	out.Services = make(types.Services, len(p.Services))
 	for k, s := range p.Services {
 		s.Environment = escapeEnv(s.Environment)

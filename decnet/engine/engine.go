@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -75,6 +77,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Project == "" {
 		cfg.Project = compose.DefaultProject
+	}
+	if scheme, _, ok := strings.Cut(cfg.Host, "://"); !ok || !slices.Contains([]string{"unix", "tcp", "http", "https"}, scheme) {
+		v.Add("host", "%q is not a Docker endpoint (unix://, tcp://, http:// or https://)", cfg.Host)
 	}
 	if !validProject(cfg.Project) {
 		v.Add("project", "%q must match [a-z0-9][a-z0-9_-]*", cfg.Project)

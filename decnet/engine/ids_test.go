@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 )
 
@@ -18,3 +19,7 @@ func containerIDs(t *testing.T, ctx context.Context, f *fixture) map[string]stri
 	}
 	return m
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
