@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -112,21 +113,9 @@ func TestCAInit(t *testing.T) {
 	if !errors.Is(r.err, decnet.ErrConflict) {
 		t.Errorf("second init: %v, want ErrConflict", r.err)
 	}
-	if after := snapshot(t, dir); !mapsEqual(before, after) {
+	if after := snapshot(t, dir); !maps.Equal(before, after) {
 		t.Fatal("refused init changed files")
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCAInitRejections(t *testing.T) {
@@ -183,7 +172,7 @@ func TestCAIssueWorker(t *testing.T) {
 	before := snapshot(t, out)
 	r = run(t, "ca", "issue", "--dir", dir, "--name", "worker-1", "--out-dir", out)
 	r.wantCode(t, exitFailure)
-	if !errors.Is(r.err, decnet.ErrConflict) || !mapsEqual(before, snapshot(t, out)) {
+	if !errors.Is(r.err, decnet.ErrConflict) || !maps.Equal(before, snapshot(t, out)) {
 		t.Fatalf("overwrite: %v", r.err)
 	}
 }

@@ -140,17 +140,7 @@ func BundleExists(dir string) bool {
 // decnet.ErrInvalid. Expiry is not checked here (the TLS handshake does).
 func LoadBundle(dir string) (*Bundle, error) {
 	caPath := filepath.Join(dir, CACertFile)
-	certPath := filepath.Join(dir, CertFile)
-	keyPath := filepath.Join(dir, KeyFile)
 	caPEM, err := readFile(caPath, false)
-	if err != nil {
-		return nil, err
-	}
-	certPEM, err := readFile(certPath, false)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := readFile(keyPath, true)
 	if err != nil {
 		return nil, err
 	}
@@ -158,11 +148,8 @@ func LoadBundle(dir string) (*Bundle, error) {
 	if b.CA, err = ParseCertPEM(caPEM); err != nil {
 		return nil, invalidFile(caPath, "not a PEM certificate", err)
 	}
-	if b.Cert, err = ParseCertPEM(certPEM); err != nil {
-		return nil, invalidFile(certPath, "not a PEM certificate", err)
-	}
-	if b.Key, err = ParseKeyPEM(keyPEM); err != nil {
-		return nil, invalidFile(keyPath, "not a PEM private key", err)
+	if b.Cert, b.Key, _, err = loadPair(filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)); err != nil {
+		return nil, err
 	}
 	fpPath := filepath.Join(dir, MasterFingerprintFile)
 	switch data, err := readFile(fpPath, false); {
@@ -210,27 +197,13 @@ func WriteCA(dir string, ca *CA) error {
 // CA's Now is nil (time.Now).
 func LoadCA(dir string) (*CA, error) {
 	certPath := filepath.Join(dir, CACertFile)
-	keyPath := filepath.Join(dir, CAKeyFile)
-	certPEM, err := readFile(certPath, false)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := readFile(keyPath, true)
-	if err != nil {
-		return nil, err
-	}
 	ca := &CA{}
-	if ca.Cert, err = ParseCertPEM(certPEM); err != nil {
-		return nil, invalidFile(certPath, "not a PEM certificate", err)
-	}
-	if ca.Key, err = ParseKeyPEM(keyPEM); err != nil {
-		return nil, invalidFile(keyPath, "not a PEM private key", err)
+	var err error
+	if ca.Cert, ca.Key, _, err = loadPair(certPath, filepath.Join(dir, CAKeyFile)); err != nil {
+		return nil, err
 	}
 	if !ca.Cert.IsCA {
 		return nil, invalidFile(certPath, "is not a CA certificate", nil)
-	}
-	if !publicKeysEqual(ca.Key.Public(), ca.Cert.PublicKey) {
-		return nil, invalidFile(keyPath, "does not match "+certPath, nil)
 	}
 	return ca, nil
 }
@@ -246,4 +219,32 @@ func LoadCertFile(path string) (*x509.Certificate, error) {
 		return nil, invalidFile(path, "not a PEM certificate", err)
 	}
 	return c, nil
+}
+
+// loadPair reads a PEM certificate and its PEM private key (refusing a key
+// file accessible by group or others) and checks that they match. The
+// stamp describes the files exactly as read.
+func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, stamp, error) {
+	var st stamp
+	certPEM, ci, err := readFileInfo(certPath, false)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	keyPEM, ki, err := readFileInfo(keyPath, true)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	st = stamp{cert: ci, key: ki}
+	cert, err := ParseCertPEM(certPEM)
+	if err != nil {
+		return nil, nil, st, invalidFile(certPath, "not a PEM certificate", err)
+	}
+	key, err := ParseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, nil, st, invalidFile(keyPath, "not a PEM private key", err)
+	}
+	if !publicKeysEqual(key.Public(), cert.PublicKey) {
+		return nil, nil, st, invalidFile(keyPath, "does not match "+certPath, nil)
+	}
+	return cert, key, st, nil
 }

@@ -152,7 +152,7 @@ func (req IssueRequest) validate() (sanList, error) {
 			continue
 		}
 		name := strings.ToLower(strings.TrimSuffix(s, "."))
-		if !decnet.ValidHostname(name) {
+		if !decnet.ValidHostname(name) || numericLabel(name[strings.LastIndexByte(name, '.')+1:]) {
 			v.Add(fmt.Sprintf("sans[%d]", i), "%q is neither an IP address nor a valid DNS name", s)
 			continue
 		}
@@ -165,6 +165,17 @@ func (req IssueRequest) validate() (sanList, error) {
 		out.dns = append(out.dns, req.Name)
 	}
 	return out, v.Err()
+}
+
+// numericLabel reports whether a DNS label is all digits: as the last label
+// of a name it is a mistyped IP address ("10.0.0"), not a host name.
+func numericLabel(l string) bool {
+	for i := 0; i < len(l); i++ {
+		if l[i] < '0' || l[i] > '9' {
+			return false
+		}
+	}
+	return l != ""
 }
 
 // Validate checks the request without issuing anything. The error is a

@@ -143,6 +143,9 @@ func TestIssueRequestValidation(t *testing.T) {
 		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{"fe80::1%eth0"}},
 		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{""}},
 		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{"*.example.com"}},
+		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{"10.0.0"}},
+		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{"256.1.1.1"}},
+		{Name: "worker-1", Role: pki.RoleWorker, SANs: []string{"10.0.0.1/24"}},
 	}
 	key, _ := pki.GenerateKey()
 	for _, req := range bad {

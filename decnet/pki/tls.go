@@ -97,26 +97,9 @@ func (r *certReloader) init() error {
 // load reads and checks the pair on disk; the stamp is taken from the
 // opened files, so it describes exactly the content read.
 func (r *certReloader) load() (*tls.Certificate, stamp, error) {
-	var st stamp
-	certPEM, ci, err := readFileInfo(r.certPath, false)
+	leaf, key, st, err := loadPair(r.certPath, r.keyPath)
 	if err != nil {
 		return nil, st, err
-	}
-	keyPEM, ki, err := readFileInfo(r.keyPath, true)
-	if err != nil {
-		return nil, st, err
-	}
-	st = stamp{cert: ci, key: ki}
-	leaf, err := ParseCertPEM(certPEM)
-	if err != nil {
-		return nil, st, invalidFile(r.certPath, "not a PEM certificate", err)
-	}
-	key, err := ParseKeyPEM(keyPEM)
-	if err != nil {
-		return nil, st, invalidFile(r.keyPath, "not a PEM private key", err)
-	}
-	if !publicKeysEqual(key.Public(), leaf.PublicKey) {
-		return nil, st, invalidFile(r.keyPath, "does not match "+r.certPath, nil)
 	}
 	if err := leaf.CheckSignatureFrom(r.ca); err != nil {
 		return nil, st, invalidFile(r.certPath, "is not signed by the bundle's CA", err)

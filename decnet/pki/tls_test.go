@@ -302,17 +302,28 @@ func TestHotReload(t *testing.T) {
 		t.Errorf("broken pair logged %d times, want once", n)
 	}
 
-	// A certificate from another CA is refused the same way.
+	// A pair from another CA, swapped in by rename, is refused the same way.
 	foreign := issue(t, newCA(t, time.Time{}), "worker-1", pki.RoleWorker)
 	foreignKey, _ := pki.EncodeKeyPEM(foreign.Key)
-	if err := os.WriteFile(filepath.Join(sw.workerDir, pki.KeyFile), foreignKey, 0o600); err != nil {
-		t.Fatal(err)
+	replaceFile(t, filepath.Join(sw.workerDir, pki.KeyFile), foreignKey, 0o600)
+	replaceFile(t, filepath.Join(sw.workerDir, pki.CertFile), pki.EncodeCertPEM(foreign.Cert), 0o644)
+	if got := handshake(t, srv.addr, cfg); got != renewed.Fingerprint() {
+		t.Fatalf("after a foreign pair: fingerprint %s, want the old %s", got, renewed.Fingerprint())
 	}
-	if err := os.WriteFile(filepath.Join(sw.workerDir, pki.CertFile), pki.EncodeCertPEM(foreign.Cert), 0o644); err != nil {
+	if n := rec.count("tls_certificate_reload_failed"); n != 2 {
+		t.Errorf("foreign pair: %d reload failures logged, want 2", n)
+	}
+
+	// So is an expired pair from our own CA.
+	past := &pki.CA{Cert: sw.ca.Cert, Key: sw.ca.Key, Now: func() time.Time { return time.Now().Add(-400 * 24 * time.Hour) }}
+	if err := pki.WriteBundle(sw.workerDir, issue(t, past, "worker-1", pki.RoleWorker)); err != nil {
 		t.Fatal(err)
 	}
 	if got := handshake(t, srv.addr, cfg); got != renewed.Fingerprint() {
-		t.Fatalf("after a foreign pair: fingerprint %s, want the old %s", got, renewed.Fingerprint())
+		t.Fatalf("after an expired pair: fingerprint %s, want the old %s", got, renewed.Fingerprint())
+	}
+	if n := rec.count("tls_certificate_reload_failed"); n != 3 {
+		t.Errorf("expired pair: %d reload failures logged, want 3", n)
 	}
 
 	// Fixing the pair is picked up again.
@@ -330,5 +341,25 @@ func TestServerTLSConfigMissingBundle(t *testing.T) {
 	var fe *pki.FileError
 	if !errors.Is(err, decnet.ErrNotFound) || !errors.As(err, &fe) || fe.Path != filepath.Join(dir, pki.CACertFile) {
 		t.Fatalf("err = %v, want missing ca.crt", err)
+	}
+}
+
+// replaceFile swaps path for a new file holding data, by rename.
+func replaceFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServerTLSConfigRefusesExpiredIdentity(t *testing.T) {
+	ca := newCA(t, time.Now().Add(-2*365*24*time.Hour))
+	dir := writeBundle(t, issue(t, ca, "worker-1", pki.RoleWorker))
+	if _, err := pki.ServerTLSConfig(dir, pki.ServerOptions{}); !errors.Is(err, decnet.ErrInvalid) {
+		t.Fatalf("expired identity: %v, want ErrInvalid", err)
 	}
 }
