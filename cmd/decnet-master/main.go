@@ -1,6 +1,3 @@
-// Command decnet-master is the reference master of a decnet swarm. For now
-// it carries the operator's offline PKI tools (decnet-master ca …); the
-// master server (decnet-master serve) lands with the swarm controller.
 package main
 
 import (
