@@ -22,6 +22,7 @@ package repository
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
@@ -170,6 +171,24 @@ type Heartbeat struct {
 	At       time.Time
 	Deckies  []DeckyRuntime // deckies not on this host are ignored
 }
+
+// DefaultAgentPort is the agent port AddHost records when Host.AgentPort is zero.
+const DefaultAgentPort = 8765
+
+// SchemaVersionError is returned when opening a database whose schema is
+// newer than this binary knows (it was migrated by a newer release). The
+// database is left untouched. It unwraps to decnet.ErrConflict.
+type SchemaVersionError struct {
+	Database int // the highest migration recorded in the database
+	Binary   int // the highest migration this binary embeds
+}
+
+func (e *SchemaVersionError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this binary supports (%d): upgrade decnet or use another database", e.Database, e.Binary)
+}
+
+// Unwrap returns decnet.ErrConflict.
+func (e *SchemaVersionError) Unwrap() error { return decnet.ErrConflict }
 
 // Repository is the master's store. Implementations are safe for concurrent use.
 type Repository interface {

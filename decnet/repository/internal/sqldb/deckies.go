@@ -1,0 +1,348 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/repository"
+)
+
+const deckyCols = `name, host_uuid, spec, services, mutate_interval_us, last_mutated, state, last_error, created_at, updated_at, version`
+
+func scanDecky(r scanner) (repository.Decky, error) {
+	var (
+		d                         repository.Decky
+		host                      sql.NullString
+		spec, services, state     string
+		interval                  sql.NullInt64
+		lastMut, created, updated sql.NullInt64
+	)
+	if err := r.Scan(&d.Name, &host, &spec, &services, &interval, &lastMut, &state, &d.LastError,
+		&created, &updated, &d.Version); err != nil {
+		return d, err
+	}
+	d.HostUUID = host.String
+	d.State = repository.DeckyState(state)
+	d.LastMutated = unmicro(lastMut)
+	d.CreatedAt = unmicro(created)
+	d.UpdatedAt = unmicro(updated)
+	if interval.Valid {
+		iv := time.Duration(interval.Int64) * time.Microsecond
+		d.MutateInterval = &iv
+	}
+	svcs, err := decodeStrings(services)
+	if err != nil {
+		return d, fmt.Errorf("decky %q services: %w", d.Name, err)
+	}
+	d.Services = svcs
+	if err := json.Unmarshal([]byte(spec), &d.Spec); err != nil {
+		return d, fmt.Errorf("decky %q spec: %w", d.Name, err)
+	}
+	d.Spec.Name = d.Name
+	d.Spec.Services = slices.Clone(d.Services)
+	d.Spec.HostUUID = d.HostUUID
+	d.Spec.LastMutated = time.Time{}
+	if d.MutateInterval != nil {
+		d.Spec.MutateInterval = decnet.Interval(*d.MutateInterval)
+	}
+	return d, nil
+}
+
+func intervalMicros(p *time.Duration) any {
+	if p == nil {
+		return nil
+	}
+	return p.Microseconds()
+}
+
+// CreateDecky implements repository.Repository.
+func (s *Store) CreateDecky(ctx context.Context, d repository.Decky) (repository.Decky, error) {
+	d, err := normDecky(d, true)
+	if err != nil {
+		return repository.Decky{}, err
+	}
+	now := s.stamp()
+	d.CreatedAt, d.UpdatedAt, d.Version = now, now, 1
+	if d.LastMutated.IsZero() {
+		d.LastMutated = now
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		return s.insertDecky(ctx, tx, d)
+	})
+	if err != nil {
+		return repository.Decky{}, err
+	}
+	return d, nil
+}
+
+func (s *Store) insertDecky(ctx context.Context, tx *sql.Tx, d repository.Decky) error {
+	_, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO deckies (`+deckyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		d.Name, nullStr(d.HostUUID), storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval),
+		micro(d.LastMutated), string(d.State), d.LastError, micro(d.CreatedAt), micro(d.UpdatedAt), d.Version)
+	switch s.d.Classify(err) {
+	case KindOther:
+		if err != nil {
+			return s.dbErr("create decky", err)
+		}
+		return nil
+	case KindUnique:
+		return decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q already exists", d.Name)
+	case KindForeignKey:
+		return notFound("host", d.HostUUID)
+	default:
+		return s.dbErr("create decky", err)
+	}
+}
+
+func (s *Store) getDecky(ctx context.Context, q querier, name string) (repository.Decky, error) {
+	d, err := scanDecky(q.QueryRowContext(ctx, s.d.q(`SELECT `+deckyCols+` FROM deckies WHERE name = ?`), name))
+	if isNoRows(err) {
+		return repository.Decky{}, notFound("decky", name)
+	}
+	if err != nil {
+		return repository.Decky{}, s.dbErr("get decky", err)
+	}
+	return d, nil
+}
+
+// GetDecky implements repository.Repository.
+func (s *Store) GetDecky(ctx context.Context, name string) (repository.Decky, error) {
+	if name == "" {
+		return repository.Decky{}, invalid("name", "required")
+	}
+	return s.getDecky(ctx, s.db, name)
+}
+
+func (s *Store) listDeckies(ctx context.Context, query string, args ...any) ([]repository.Decky, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.q(query), args...)
+	if err != nil {
+		return nil, s.dbErr("list deckies", err)
+	}
+	defer rows.Close()
+	out := []repository.Decky{}
+	for rows.Next() {
+		d, err := scanDecky(rows)
+		if err != nil {
+			return nil, s.dbErr("list deckies", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.dbErr("list deckies", err)
+	}
+	return out, nil
+}
+
+// ListDeckies implements repository.Repository.
+func (s *Store) ListDeckies(ctx context.Context, f repository.DeckyFilter) ([]repository.Decky, error) {
+	query, args := `SELECT `+deckyCols+` FROM deckies WHERE 1 = 1`, []any{}
+	switch {
+	case f.HostUUID != "" && f.Unassigned:
+		return nil, invalid("unassigned", "cannot be combined with host_uuid")
+	case f.HostUUID != "":
+		query += ` AND host_uuid = ?`
+		args = append(args, f.HostUUID)
+	case f.Unassigned:
+		query += ` AND host_uuid IS NULL`
+	}
+	if f.State != "" {
+		if !f.State.Valid() {
+			return nil, invalid("state", "unknown decky state %q", f.State)
+		}
+		query += ` AND state = ?`
+		args = append(args, string(f.State))
+	}
+	return s.listDeckies(ctx, query+` ORDER BY name`, args...)
+}
+
+// UpdateDecky implements repository.Repository.
+func (s *Store) UpdateDecky(ctx context.Context, d repository.Decky) (repository.Decky, error) {
+	d, err := normDecky(d, false)
+	if err != nil {
+		return repository.Decky{}, err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		cur, err := s.getDecky(ctx, tx, d.Name)
+		if err != nil {
+			return err
+		}
+		if cur.Version != d.Version {
+			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
+				"decky %q was changed concurrently: version %d is stale (now %d)", d.Name, d.Version, cur.Version)
+		}
+		if cur.HostUUID != d.HostUUID {
+			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
+				"decky %q is on host %q: an update does not move it (use AssignDecky)", d.Name, cur.HostUUID)
+		}
+		if d.LastMutated.IsZero() {
+			d.LastMutated = cur.LastMutated
+		}
+		d.CreatedAt, d.UpdatedAt = cur.CreatedAt, s.stamp()
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET spec = ?, services = ?, mutate_interval_us = ?,
+	last_mutated = ?, state = ?, last_error = ?, updated_at = ?, version = version + 1
+WHERE name = ? AND version = ?`),
+			storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval), micro(d.LastMutated),
+			string(d.State), d.LastError, micro(d.UpdatedAt), d.Name, d.Version)
+		if err != nil {
+			return s.dbErr("update decky", err)
+		}
+		if rowsAffected(res) != 1 {
+			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q was changed concurrently", d.Name)
+		}
+		d.Version++
+		return nil
+	})
+	if err != nil {
+		return repository.Decky{}, err
+	}
+	return d, nil
+}
+
+// AssignDecky implements repository.Repository.
+func (s *Store) AssignDecky(ctx context.Context, name, hostUUID string, version int64) (repository.Decky, error) {
+	v := &decnet.ValidationError{}
+	if name == "" {
+		v.Add("name", "required")
+	}
+	if hostUUID != "" && !validHostUUID(hostUUID) {
+		v.Add("host_uuid", "%q is not a valid host uuid", hostUUID)
+	}
+	if err := v.Err(); err != nil {
+		return repository.Decky{}, err
+	}
+	var d repository.Decky
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		cur, err := s.getDecky(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if cur.Version != version {
+			return decnet.Errorf(decnet.ErrConflict, "decky", name,
+				"decky %q was changed concurrently: version %d is stale (now %d)", name, version, cur.Version)
+		}
+		now := s.stamp()
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET host_uuid = ?, updated_at = ?, version = version + 1
+WHERE name = ? AND version = ?`), nullStr(hostUUID), micro(now), name, version)
+		switch s.d.Classify(err) {
+		case KindOther:
+			if err != nil {
+				return s.dbErr("assign decky", err)
+			}
+		case KindForeignKey:
+			return notFound("host", hostUUID)
+		default:
+			return s.dbErr("assign decky", err)
+		}
+		if rowsAffected(res) != 1 {
+			return decnet.Errorf(decnet.ErrConflict, "decky", name, "decky %q was changed concurrently", name)
+		}
+		d = cur
+		d.HostUUID, d.Spec.HostUUID = hostUUID, hostUUID
+		d.UpdatedAt = now
+		d.Version++
+		return nil
+	})
+	if err != nil {
+		return repository.Decky{}, err
+	}
+	return d, nil
+}
+
+// SetDeckyState implements repository.Repository.
+func (s *Store) SetDeckyState(ctx context.Context, name string, state repository.DeckyState, lastError string) error {
+	v := &decnet.ValidationError{}
+	if name == "" {
+		v.Add("name", "required")
+	}
+	if !state.Valid() {
+		v.Add("state", "unknown decky state %q", state)
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET state = ?, last_error = ?, updated_at = ? WHERE name = ?`),
+			string(state), truncText(lastError), micro(s.stamp()), name)
+		if err != nil {
+			return s.dbErr("set decky state", err)
+		}
+		if rowsAffected(res) == 0 {
+			return notFound("decky", name)
+		}
+		return nil
+	})
+}
+
+// DeleteDecky implements repository.Repository.
+func (s *Store) DeleteDecky(ctx context.Context, name string) error {
+	if name == "" {
+		return invalid("name", "required")
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`DELETE FROM deckies WHERE name = ?`), name)
+		if err != nil {
+			return s.dbErr("delete decky", err)
+		}
+		if rowsAffected(res) == 0 {
+			return notFound("decky", name)
+		}
+		return nil
+	})
+}
+
+// The due queries. A decky with its own interval is due when
+// last_mutated + mutate_interval_us <= t (indexed expression, partial on a
+// positive interval); one inheriting the default when last_mutated <= t -
+// default (partial index on last_mutated where the interval is NULL).
+const (
+	dueOwn     = `SELECT ` + deckyCols + ` FROM deckies WHERE mutate_interval_us > 0 AND last_mutated + mutate_interval_us <= ?`
+	dueDefault = `SELECT ` + deckyCols + ` FROM deckies WHERE mutate_interval_us IS NULL AND last_mutated <= ?`
+)
+
+// ListDue implements repository.Repository.
+func (s *Store) ListDue(ctx context.Context, t time.Time, defaultInterval time.Duration) ([]repository.Decky, error) {
+	if err := checkNonNegative("default_interval", defaultInterval); err != nil {
+		return nil, err
+	}
+	if t.IsZero() {
+		return nil, invalid("t", "required")
+	}
+	at := ts(t).UnixMicro()
+	if defaultInterval.Microseconds() <= 0 {
+		return s.listDeckies(ctx, dueOwn+` ORDER BY name`, at)
+	}
+	return s.listDeckies(ctx, dueOwn+` UNION ALL `+dueDefault+` ORDER BY name`, at, at-defaultInterval.Microseconds())
+}
+
+// NextDue implements repository.Repository.
+func (s *Store) NextDue(ctx context.Context, defaultInterval time.Duration) (time.Time, bool, error) {
+	if err := checkNonNegative("default_interval", defaultInterval); err != nil {
+		return time.Time{}, false, err
+	}
+	var own, def sql.NullInt64
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT MIN(last_mutated + mutate_interval_us) FROM deckies WHERE mutate_interval_us > 0`).Scan(&own); err != nil {
+		return time.Time{}, false, s.dbErr("next due", err)
+	}
+	if iv := defaultInterval.Microseconds(); iv > 0 {
+		if err := s.db.QueryRowContext(ctx,
+			`SELECT MIN(last_mutated) FROM deckies WHERE mutate_interval_us IS NULL`).Scan(&def); err != nil {
+			return time.Time{}, false, s.dbErr("next due", err)
+		}
+		def.Int64 += iv
+	}
+	switch {
+	case own.Valid && def.Valid:
+		return unmicro(sql.NullInt64{Int64: min(own.Int64, def.Int64), Valid: true}), true, nil
+	case own.Valid:
+		return unmicro(own), true, nil
+	case def.Valid:
+		return unmicro(def), true, nil
+	}
+	return time.Time{}, false, nil
+}

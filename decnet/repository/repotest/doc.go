@@ -1,0 +1,26 @@
+// Package repotest is the conformance suite every repository.Repository
+// implementation passes. A backend's test calls Run with a function that
+// opens a fresh, empty repository for one test:
+//
+//	func TestConformance(t *testing.T) {
+//		repotest.Run(t, func(t *testing.T) repository.Repository {
+//			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// Every behaviour is a subtest (run in parallel, each on its own
+// repository): CRUD and its error classes, boundary rejections that write
+// nothing, optimistic versions, the due-time queries, single-use tokens,
+// the event log and its cursor, concurrency (no lost update, exactly one
+// token winner) and a model-based property test (pgregory.net/rapid).
+//
+// open may be called several times per test (the property test opens one
+// repository per generated case and closes it when the case ends), so it
+// must return independent repositories and tolerate Close being called
+// before its own cleanup.
+package repotest

@@ -1,0 +1,284 @@
+package repotest
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/repository"
+)
+
+// The model the property test checks the repository against.
+type (
+	modelHost struct {
+		UUID, Name, Address string
+		Version             int64
+	}
+	modelDecky struct {
+		Name, Host string
+		Services   []string
+		State      repository.DeckyState
+		Version    int64
+	}
+	model struct {
+		hosts   map[string]modelHost  // by uuid
+		deckies map[string]modelDecky // by name
+	}
+)
+
+var (
+	hostPool    = []string{"h0", "h1", "h2", "h3"}
+	deckyPool   = []string{"d0", "d1", "d2", "d3", "d4", "d5"}
+	servicePool = []string{"ssh", "http", "smb", "rdp", "ftp"}
+	addrPool    = []string{"10.0.0.1", "10.0.0.2", "worker.example"}
+	statePool   = []repository.DeckyState{repository.DeckyPending, repository.DeckyRunning, repository.DeckyDegraded, repository.DeckyFailed, repository.DeckyTearingDown, "bogus"}
+)
+
+const ghostHost = "00000000-0000-4000-8000-000000000000"
+
+func (m *model) hostNamed(name string) bool {
+	for _, h := range m.hosts {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *model) uuids() []string { return slices.Sorted(maps.Keys(m.hosts)) }
+
+func (m *model) deckyNames() []string { return slices.Sorted(maps.Keys(m.deckies)) }
+
+// expect fails rt unless err is nil (class nil) or belongs to class.
+func expect(rt *rapid.T, what string, err, class error) {
+	rt.Helper()
+	if class == nil && err != nil {
+		rt.Fatalf("%s: unexpected error %v", what, err)
+	}
+	if class != nil && !errors.Is(err, class) {
+		rt.Fatalf("%s: error %v, want class %v", what, err, class)
+	}
+}
+
+// testModelProperty applies random sequences of host and decky operations
+// to a fresh repository and to a map-based model, and checks after every
+// step that both agree on every host and decky, versions included.
+func testModelProperty(t *testing.T, open Open) {
+	rapid.Check(t, func(rt *rapid.T) {
+		r := open(t)
+		defer r.Close()
+		ctx := t.Context()
+		m := &model{hosts: map[string]modelHost{}, deckies: map[string]modelDecky{}}
+		rt.Repeat(map[string]func(*rapid.T){
+			"AddHost": func(rt *rapid.T) {
+				name := rapid.SampledFrom(hostPool).Draw(rt, "name")
+				addr := rapid.SampledFrom(addrPool).Draw(rt, "address")
+				h, err := r.AddHost(ctx, repository.Host{Name: name, Address: addr})
+				if m.hostNamed(name) {
+					expect(rt, "AddHost duplicate", err, decnet.ErrConflict)
+					return
+				}
+				expect(rt, "AddHost", err, nil)
+				m.hosts[h.UUID] = modelHost{UUID: h.UUID, Name: name, Address: addr, Version: 1}
+			},
+			"UpdateHost": func(rt *rapid.T) {
+				if len(m.hosts) == 0 {
+					rt.Skip("no host")
+				}
+				uuid := rapid.SampledFrom(m.uuids()).Draw(rt, "host")
+				stale := rapid.Bool().Draw(rt, "stale")
+				addr := rapid.SampledFrom(addrPool).Draw(rt, "address")
+				h, err := r.GetHost(ctx, uuid)
+				expect(rt, "GetHost", err, nil)
+				h.Address = addr
+				if stale {
+					h.Version += int64(rapid.SampledFrom([]int{-1, 1}).Draw(rt, "skew"))
+				}
+				_, err = r.UpdateHost(ctx, h)
+				if stale {
+					expect(rt, "UpdateHost stale", err, decnet.ErrConflict)
+					return
+				}
+				expect(rt, "UpdateHost", err, nil)
+				mh := m.hosts[uuid]
+				mh.Address, mh.Version = addr, mh.Version+1
+				m.hosts[uuid] = mh
+			},
+			"DeleteHost": func(rt *rapid.T) {
+				uuid := rapid.SampledFrom(append(m.uuids(), ghostHost)).Draw(rt, "host")
+				err := r.DeleteHost(ctx, uuid)
+				if _, ok := m.hosts[uuid]; !ok {
+					expect(rt, "DeleteHost unknown", err, decnet.ErrNotFound)
+					return
+				}
+				expect(rt, "DeleteHost", err, nil)
+				delete(m.hosts, uuid)
+				for n, d := range m.deckies {
+					if d.Host == uuid {
+						delete(m.deckies, n)
+					}
+				}
+			},
+			"CreateDecky": func(rt *rapid.T) {
+				name := rapid.SampledFrom(deckyPool).Draw(rt, "name")
+				host := rapid.SampledFrom(append(m.uuids(), "", ghostHost)).Draw(rt, "host")
+				svcs := rapid.SliceOfNDistinct(rapid.SampledFrom(servicePool), 1, 3, rapid.ID[string]).Draw(rt, "services")
+				_, err := r.CreateDecky(ctx, repository.Decky{Name: name, HostUUID: host, Services: svcs})
+				_, dup := m.deckies[name]
+				_, known := m.hosts[host]
+				switch {
+				case dup && host == ghostHost:
+					if !errors.Is(err, decnet.ErrConflict) && !errors.Is(err, decnet.ErrNotFound) {
+						rt.Fatalf("CreateDecky duplicate on unknown host: %v", err)
+					}
+				case dup:
+					expect(rt, "CreateDecky duplicate", err, decnet.ErrConflict)
+				case host != "" && !known:
+					expect(rt, "CreateDecky unknown host", err, decnet.ErrNotFound)
+				default:
+					expect(rt, "CreateDecky", err, nil)
+					m.deckies[name] = modelDecky{Name: name, Host: host, Services: svcs, State: repository.DeckyPending, Version: 1}
+				}
+			},
+			"UpdateDecky": func(rt *rapid.T) {
+				if len(m.deckies) == 0 {
+					rt.Skip("no decky")
+				}
+				name := rapid.SampledFrom(m.deckyNames()).Draw(rt, "decky")
+				stale := rapid.Bool().Draw(rt, "stale")
+				move := rapid.Bool().Draw(rt, "move")
+				svcs := rapid.SliceOfNDistinct(rapid.SampledFrom(servicePool), 1, 3, rapid.ID[string]).Draw(rt, "services")
+				d, err := r.GetDecky(ctx, name)
+				expect(rt, "GetDecky", err, nil)
+				d.Services = svcs
+				if stale {
+					d.Version++
+				}
+				if move {
+					if d.HostUUID == "" {
+						d.HostUUID = ghostHost
+					} else {
+						d.HostUUID = ""
+					}
+				}
+				_, err = r.UpdateDecky(ctx, d)
+				if stale || move {
+					expect(rt, "UpdateDecky stale or moving", err, decnet.ErrConflict)
+					return
+				}
+				expect(rt, "UpdateDecky", err, nil)
+				md := m.deckies[name]
+				md.Services, md.Version = svcs, md.Version+1
+				m.deckies[name] = md
+			},
+			"AssignDecky": func(rt *rapid.T) {
+				name := rapid.SampledFrom(deckyPool).Draw(rt, "decky")
+				host := rapid.SampledFrom(append(m.uuids(), "", ghostHost)).Draw(rt, "host")
+				stale := rapid.Bool().Draw(rt, "stale")
+				md, exists := m.deckies[name]
+				version := md.Version
+				if stale {
+					version += 5
+				}
+				_, err := r.AssignDecky(ctx, name, host, version)
+				_, known := m.hosts[host]
+				switch {
+				case !exists:
+					expect(rt, "AssignDecky unknown decky", err, decnet.ErrNotFound)
+				case stale:
+					expect(rt, "AssignDecky stale", err, decnet.ErrConflict)
+				case host != "" && !known:
+					expect(rt, "AssignDecky unknown host", err, decnet.ErrNotFound)
+				default:
+					expect(rt, "AssignDecky", err, nil)
+					md.Host, md.Version = host, md.Version+1
+					m.deckies[name] = md
+				}
+			},
+			"SetDeckyState": func(rt *rapid.T) {
+				name := rapid.SampledFrom(deckyPool).Draw(rt, "decky")
+				state := rapid.SampledFrom(statePool).Draw(rt, "state")
+				err := r.SetDeckyState(ctx, name, state, "")
+				md, exists := m.deckies[name]
+				switch {
+				case !state.Valid():
+					expect(rt, "SetDeckyState invalid", err, decnet.ErrInvalid)
+				case !exists:
+					expect(rt, "SetDeckyState unknown", err, decnet.ErrNotFound)
+				default:
+					expect(rt, "SetDeckyState", err, nil)
+					md.State = state
+					m.deckies[name] = md
+				}
+			},
+			"DeleteDecky": func(rt *rapid.T) {
+				name := rapid.SampledFrom(deckyPool).Draw(rt, "decky")
+				err := r.DeleteDecky(ctx, name)
+				if _, ok := m.deckies[name]; !ok {
+					expect(rt, "DeleteDecky unknown", err, decnet.ErrNotFound)
+					return
+				}
+				expect(rt, "DeleteDecky", err, nil)
+				delete(m.deckies, name)
+			},
+			"": func(rt *rapid.T) { checkModel(rt, r, m) },
+		})
+	})
+}
+
+func checkModel(rt *rapid.T, r repository.Repository, m *model) {
+	ctx := rt.Context()
+	hs, err := r.ListHosts(ctx, repository.HostFilter{})
+	expect(rt, "ListHosts", err, nil)
+	var gotHosts, wantHosts []modelHost
+	for _, h := range hs {
+		gotHosts = append(gotHosts, modelHost{UUID: h.UUID, Name: h.Name, Address: h.Address, Version: h.Version})
+	}
+	for _, h := range m.hosts {
+		wantHosts = append(wantHosts, h)
+	}
+	slices.SortFunc(wantHosts, func(a, b modelHost) int { return cmpString(a.Name, b.Name) })
+	if !slices.Equal(gotHosts, wantHosts) {
+		rt.Fatalf("hosts:\n got  %+v\n want %+v", gotHosts, wantHosts)
+	}
+	check := func(f repository.DeckyFilter, keep func(modelDecky) bool) {
+		ds, err := r.ListDeckies(ctx, f)
+		expect(rt, "ListDeckies", err, nil)
+		var got, want []modelDecky
+		for _, d := range ds {
+			if !slices.Equal(d.Services, d.Spec.Services) {
+				rt.Fatalf("decky %s: services %v but spec services %v", d.Name, d.Services, d.Spec.Services)
+			}
+			got = append(got, modelDecky{Name: d.Name, Host: d.HostUUID, Services: d.Services, State: d.State, Version: d.Version})
+		}
+		for _, n := range m.deckyNames() {
+			if keep(m.deckies[n]) {
+				want = append(want, m.deckies[n])
+			}
+		}
+		if !slices.EqualFunc(got, want, func(a, b modelDecky) bool {
+			return a.Name == b.Name && a.Host == b.Host && slices.Equal(a.Services, b.Services) && a.State == b.State && a.Version == b.Version
+		}) {
+			rt.Fatalf("deckies (filter %+v):\n got  %+v\n want %+v", f, got, want)
+		}
+	}
+	check(repository.DeckyFilter{}, func(modelDecky) bool { return true })
+	check(repository.DeckyFilter{Unassigned: true}, func(d modelDecky) bool { return d.Host == "" })
+	for _, u := range m.uuids() {
+		check(repository.DeckyFilter{HostUUID: u}, func(d modelDecky) bool { return d.Host == u })
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
