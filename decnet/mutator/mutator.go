@@ -43,6 +43,7 @@ const (
 	DefaultDispatchTimeout = 10 * time.Minute
 	DefaultBackoffInitial  = 30 * time.Second
 	DefaultBackoffMax      = 15 * time.Minute
+	DefaultShutdownGrace   = 30 * time.Second
 )
 
 // storeTimeout bounds each store write made after a dispatch, which runs even
@@ -79,6 +80,11 @@ type Config struct {
 	DefaultInterval *time.Duration
 	// DispatchTimeout bounds one dispatch; 0 means DefaultDispatchTimeout.
 	DispatchTimeout time.Duration
+	// ShutdownGrace is how long a dispatch in flight may still run once the
+	// context of Run or MutateNow has ended, so that its outcome (which the
+	// worker carries out anyway) is recorded; then it is cancelled. 0 means
+	// DefaultShutdownGrace.
+	ShutdownGrace time.Duration
 	// BackoffInitial is the wait before retrying a decky whose mutation
 	// failed; it doubles with each consecutive failure up to BackoffMax.
 	// 0 means DefaultBackoffInitial (30 s) and DefaultBackoffMax (15 min).
@@ -104,6 +110,7 @@ type Engine struct {
 	log       *slog.Logger
 	interval  time.Duration
 	timeout   time.Duration
+	grace     time.Duration
 	backoff0  time.Duration
 	backoffMx time.Duration
 	resync    time.Duration
@@ -144,6 +151,7 @@ func New(cfg Config) (*Engine, error) {
 		{"backoff_initial", cfg.BackoffInitial},
 		{"backoff_max", cfg.BackoffMax},
 		{"resync", cfg.Resync},
+		{"shutdown_grace", cfg.ShutdownGrace},
 	} {
 		if f.d < 0 {
 			v.Add(f.name, "must not be negative")
@@ -172,6 +180,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		interval:  decnet.DefaultMutateInterval,
 		timeout:   cmp0(cfg.DispatchTimeout, DefaultDispatchTimeout),
+		grace:     cmp0(cfg.ShutdownGrace, DefaultShutdownGrace),
 		backoff0:  cmp0(cfg.BackoffInitial, DefaultBackoffInitial),
 		backoffMx: cmp0(cfg.BackoffMax, DefaultBackoffMax),
 		resync:    cfg.Resync,
@@ -286,8 +295,9 @@ func (e *Engine) effectiveInterval(d repository.Decky) time.Duration {
 }
 
 // Run rotates due deckies until ctx ends. It returns nil once ctx has ended
-// and every dispatch it started has finished (dispatches see ctx end and
-// stop; their outcome is still recorded). Only one Run may be active per
+// and every dispatch it started has finished: none starts after ctx ends,
+// and those in flight get Config.ShutdownGrace to finish before they are
+// cancelled; their outcome is recorded either way. Only one Run may be active per
 // engine: a second concurrent call fails with decnet.ErrConflict.
 func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
@@ -630,7 +640,7 @@ func (e *Engine) mutate(ctx context.Context, d repository.Decky, trigger, actor 
 	res.Target = TargetName(t)
 
 	start := e.clock.Now()
-	dctx, cancel := context.WithTimeout(ctx, e.timeout)
+	dctx, cancel := e.dispatchContext(ctx)
 	err = t.Mutate(dctx, d.Name, slices.Clone(res.New), false)
 	cancel()
 	res.Duration = e.clock.Now().Sub(start)
@@ -646,6 +656,31 @@ func sortedSet(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return slices.Compact(s)
+}
+
+// dispatchContext returns the context of one dispatch: bounded by the
+// dispatch timeout, and cancelled ShutdownGrace after ctx ends rather than
+// at once, so a dispatch the worker completes anyway is recorded.
+func (e *Engine) dispatchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
+	var (
+		mu    sync.Mutex
+		grace *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		grace = time.AfterFunc(e.grace, cancel)
+		mu.Unlock()
+	})
+	return dctx, func() {
+		stop()
+		mu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // recordCtx is the context of store writes after a dispatch: they run even

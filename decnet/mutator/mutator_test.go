@@ -636,3 +636,51 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// When Run's context ends, a dispatch in flight may finish within the grace
+// period and its outcome is recorded; one that does not is cancelled and
+// recorded as failed.
+func TestShutdownGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		createDecky(t, st, "finishes", []string{"ssh"}, withInterval(time.Minute))
+		createDecky(t, st, "hangs", []string{"ssh"}, withInterval(time.Minute))
+		release := make(chan struct{})
+		target := mutator.TargetFunc(func(ctx context.Context, name string, _ []string, _ bool) error {
+			if name == "finishes" {
+				<-release // ignores ctx: finishes after Run's context ended
+				return nil
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		e := mustEngine(t, mutator.Config{Store: st, Resolver: resolveTo(target), Chooser: chooser(t, 13), ShutdownGrace: 10 * time.Second})
+		stop := runEngine(t, e)
+		time.Sleep(time.Minute)
+		synctest.Wait() // both dispatches in flight
+		stopped := make(chan error, 1)
+		start := time.Now()
+		go func() { stopped <- stop() }()
+		synctest.Wait()
+		close(release)
+		if err := <-stopped; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if waited := time.Since(start); waited != 10*time.Second {
+			t.Errorf("Run returned after %v, want the 10s grace", waited)
+		}
+		if evs := events(t, st, "finishes"); len(evs) != 1 || evs[0].Outcome != mutator.OutcomeOK {
+			t.Errorf("finishes events %+v, want one ok", evs)
+		}
+		if d := getDecky(t, st, "finishes"); slices.Equal(d.Services, []string{"ssh"}) {
+			t.Errorf("finishes kept its old services after a completed dispatch")
+		}
+		evs := events(t, st, "hangs")
+		if len(evs) != 1 || evs[0].Outcome != mutator.OutcomeFailed {
+			t.Errorf("hangs events %+v, want one failure", evs)
+		}
+		if d := getDecky(t, st, "hangs"); d.State != repository.DeckyDegraded || !slices.Equal(d.Services, []string{"ssh"}) {
+			t.Errorf("hangs = %s %v, want degraded with its old services", d.State, d.Services)
+		}
+	})
+}
