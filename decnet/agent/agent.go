@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/decnet/pki"
 	"github.com/decnet-swarm/sdk/decnet/state"
 )
@@ -52,6 +53,8 @@ type Engine interface {
 	Status(ctx context.Context, cfg decnet.Config) ([]decnet.DeckyStatus, error)
 }
 
+var _ Engine = (*engine.Engine)(nil)
+
 // Store is the worker's state; *state.Store implements it.
 type Store interface {
 	Dir() string
@@ -60,6 +63,8 @@ type Store interface {
 	Clear(ctx context.Context) error
 	Lock(ctx context.Context) (unlock func(), err error)
 }
+
+var _ Store = (*state.Store)(nil)
 
 // Reaper carries out a self-destruct. SelfDestruct must only schedule the
 // work (spawn a detached reaper) and return; the agent answers the master

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,11 +25,23 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/agent"
 	"github.com/decnet-swarm/sdk/decnet/agent/agenttest"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
+	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/decnet/pki"
 	"github.com/decnet-swarm/sdk/decnet/state"
+	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dockertest.RemoveImages()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func shard(deckies ...decnet.Decky) decnet.Config {
 	return decnet.Config{Mode: decnet.ModeSwarm, Deckies: deckies}
@@ -585,3 +598,31 @@ func netListen(t *testing.T) (net.Listener, error) {
 	t.Helper()
 	return net.Listen("tcp", "127.0.0.1:0")
 }
+
+func TestDeployPartialFailureReportsPerDecky(t *testing.T) {
+	fake := agenttest.NewFakeEngine()
+	fake.Hook = func(ctx context.Context, op, decky string) error {
+		if op == "apply" {
+			return &engine.ApplyError{Deckies: map[string]error{"b": agenttest.ErrInjected}}
+		}
+		return nil
+	}
+	srv := agenttest.Start(t, agenttest.Options{Engine: fake})
+	c := srv.Client(t)
+	_, err := c.Deploy(t.Context(), shard(decnet.Decky{Name: "a", Services: []string{"ssh"}}, decnet.Decky{Name: "b", Services: []string{"ssh"}}), agentclient.DeployOptions{})
+	var we *decnet.WireError
+	if !errors.Is(err, decnet.ErrApplyFailed) || !errors.As(err, &we) || we.Status != 500 {
+		t.Fatalf("err = %v, want 500 apply_failed", err)
+	}
+	per, _ := we.Details["deckies"].(map[string]any)
+	if _, ok := per["b"]; !ok || len(per) != 1 {
+		t.Fatalf("details = %v, want the failure of b", we.Details)
+	}
+	// The desired state was recorded: both deckies, repeat converges.
+	st, err := srv.Store.Load(t.Context())
+	if err != nil || len(st.Config.Deckies) != 2 {
+		t.Fatalf("state after partial failure: %+v %v", st, err)
+	}
+}
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

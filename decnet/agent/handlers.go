@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/decnet/state"
 )
 
@@ -170,17 +171,18 @@ func (a *Agent) apply(ctx context.Context, cfg decnet.Config, fn func(context.Co
 	return nil
 }
 
-// deckyErrors is implemented by engine errors that carry per-decky failures.
-type deckyErrors interface {
-	DeckyErrors() map[string]error
-}
-
+// applyFailed turns an apply error into the 500 apply_failed answer; an
+// *engine.ApplyError's per-decky failures go to Details["deckies"].
 func applyFailed(err error) error {
-	we := &decnet.WireError{Code: decnet.CodeApplyFailed, Message: "apply failed: " + err.Error()}
-	var de deckyErrors
-	if errors.As(err, &de) {
-		per := map[string]string{}
-		for name, e := range de.DeckyErrors() {
+	msg := err.Error()
+	if !errors.Is(err, decnet.ErrApplyFailed) {
+		msg = "apply failed: " + msg
+	}
+	we := &decnet.WireError{Code: decnet.CodeApplyFailed, Message: msg}
+	var ae *engine.ApplyError
+	if errors.As(err, &ae) {
+		per := make(map[string]string, len(ae.Deckies))
+		for name, e := range ae.Deckies {
 			per[name] = e.Error()
 		}
 		we.Details = map[string]any{"deckies": per}
