@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
 // The test binary doubles as the processes the tests start:
@@ -26,13 +28,22 @@ const (
 	envResult   = "DECNET_REAPER_TEST_RESULT"
 )
 
+// withCleanup runs the tests, then removes this process's test images.
+type withCleanup struct{ m *testing.M }
+
+func (w withCleanup) Run() int {
+	code := w.m.Run()
+	dockertest.RemoveImages()
+	return code
+}
+
 func TestMain(m *testing.M) {
 	if len(os.Args) >= 3 && os.Args[1] == "reap" && os.Args[2] == "--plan" {
 		os.Exit(testReaper(os.Args[3]))
 	}
 	switch os.Getenv(envChild) {
 	case "":
-		goleak.VerifyTestMain(m)
+		goleak.VerifyTestMain(withCleanup{m})
 	case "spawner":
 		os.Exit(testSpawner())
 	default:
