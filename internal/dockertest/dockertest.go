@@ -190,12 +190,27 @@ func Name(t testing.TB, prefix string) string {
 func Subnet(t testing.TB) netip.Prefix {
 	t.Helper()
 	e := Require(t)
-	dir := filepath.Join(os.TempDir(), "decnet-dockertest-subnets")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatalf("subnet lock dir: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	p, release, err := ReserveSubnet(ctx, e)
+	if err != nil {
+		t.Fatalf("reserve a test subnet: %v", err)
+	}
+	t.Cleanup(release)
+	return p
+}
+
+// ReserveSubnet is Subnet for programs (benchmarks): it returns a free /24
+// of Range and the function that releases the reservation.
+func ReserveSubnet(ctx context.Context, e *engine.Engine) (netip.Prefix, func(), error) {
+	dir := filepath.Join(os.TempDir(), "decnet-dockertest-subnets")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return netip.Prefix{}, nil, err
+	}
+	used, err := e.Subnets(ctx)
+	if err != nil {
+		return netip.Prefix{}, nil, err
+	}
 	n := 1 << (24 - Range.Bits()) // /24s in the range
 	start := int(randUint32() % uint32(n))
 	for i := range n {
@@ -204,31 +219,34 @@ func Subnet(t testing.TB) netip.Prefix {
 		base[1] |= byte(idx >> 8)
 		base[2] = byte(idx)
 		p := netip.PrefixFrom(netip.AddrFrom4(base), 24)
+		if overlaps(used, p) {
+			continue
+		}
 		f, ok := lock(filepath.Join(dir, strings.ReplaceAll(p.Addr().String(), ".", "_")+".lock"))
 		if !ok {
 			continue
 		}
-		used, err := e.Subnets(ctx)
-		if err != nil {
+		// Re-check under the lock: a network may have appeared meanwhile.
+		if used, err = e.Subnets(ctx); err != nil {
 			_ = f.Close()
-			t.Fatalf("list docker subnets: %v", err)
+			return netip.Prefix{}, nil, err
 		}
-		free := true
-		for _, u := range used {
-			if u.Overlaps(p) {
-				free = false
-				break
-			}
-		}
-		if !free {
+		if overlaps(used, p) {
 			_ = f.Close()
 			continue
 		}
-		t.Cleanup(func() { _ = f.Close() })
-		return p
+		return p, func() { _ = f.Close() }, nil
 	}
-	t.Fatalf("no free /24 left in %s", Range)
-	return netip.Prefix{}
+	return netip.Prefix{}, nil, fmt.Errorf("no free /24 left in %s", Range)
+}
+
+func overlaps(used []netip.Prefix, p netip.Prefix) bool {
+	for _, u := range used {
+		if u.Overlaps(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func randUint32() uint32 {
@@ -297,7 +315,11 @@ func Images(t testing.TB) ImageSet {
 	imgMu.Lock()
 	defer imgMu.Unlock()
 	if !imgDone {
-		imgs, imgErr = build(e)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		var dir string
+		imgs, dir, imgErr = BuildImageSet(ctx, e)
+		cancel()
+		imgDir = dir
 		imgDone = true
 	}
 	if imgErr != nil {
@@ -306,37 +328,38 @@ func Images(t testing.TB) ImageSet {
 	return imgs
 }
 
-func build(e *engine.Engine) (ImageSet, error) {
+// BuildImageSet is Images for programs (benchmarks): it compiles
+// internal/testdecoy into a new temporary directory (returned, for the
+// caller to remove) and builds the pause and decoy images with unique tags.
+// On error, images already built are removed.
+func BuildImageSet(ctx context.Context, e *engine.Engine) (ImageSet, string, error) {
 	dir, err := os.MkdirTemp("", "dnt-images-")
 	if err != nil {
-		return ImageSet{}, err
+		return ImageSet{}, "", err
 	}
-	imgDir = dir
 	bin := filepath.Join(dir, "testdecoy")
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(gobin); err != nil {
 		if gobin, err = exec.LookPath("go"); err != nil {
-			return ImageSet{}, fmt.Errorf("go tool not found: %w", err)
+			return ImageSet{}, dir, fmt.Errorf("go tool not found: %w", err)
 		}
 	}
-	cmd := exec.Command(gobin, "build", "-trimpath", "-o", bin, "github.com/decnet-swarm/sdk/internal/testdecoy")
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-o", bin, "github.com/decnet-swarm/sdk/internal/testdecoy")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return ImageSet{}, fmt.Errorf("go build testdecoy: %v: %s", err, out)
+		return ImageSet{}, dir, fmt.Errorf("go build testdecoy: %v: %s", err, out)
 	}
 	suffix := strconv.Itoa(os.Getpid()) + "-" + randHex(3)
 	im := ImageSet{Pause: "dnt-pause:" + suffix, Decoy: "dnt-decoy:" + suffix}
 	labels := map[string]string{"decnet.test": "true", "decnet.test.pid": strconv.Itoa(os.Getpid())}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	if err := e.BuildImage(ctx, engine.ImageSpec{Tag: im.Pause, Binary: bin, Entrypoint: []string{"/testdecoy", "pause"}, Labels: labels}); err != nil {
-		return ImageSet{}, err
+		return ImageSet{}, dir, err
 	}
-	imgs = im // so RemoveImages removes what was built even if the next build fails
 	if err := e.BuildImage(ctx, engine.ImageSpec{Tag: im.Decoy, Binary: bin, Entrypoint: []string{"/testdecoy"}, Labels: labels}); err != nil {
-		return ImageSet{}, err
+		_ = e.RemoveImage(ctx, im.Pause)
+		return ImageSet{}, dir, err
 	}
-	return im, nil
+	return im, dir, nil
 }
 
 // RemoveImages deletes the images Images built in this process. Call it
