@@ -19,8 +19,6 @@
 // the event log and its cursor, concurrency (no lost update, exactly one
 // token winner) and a model-based property test (pgregory.net/rapid).
 //
-// open may be called several times per test (the property test opens one
-// repository per generated case and closes it when the case ends), so it
-// must return independent repositories and tolerate Close being called
-// before its own cleanup.
+// open is called once per subtest and must return an independent, empty
+// repository each time; it registers its own cleanup (t.Cleanup).
 package repotest

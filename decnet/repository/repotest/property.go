@@ -68,10 +68,12 @@ func expect(rt *rapid.T, what string, err, class error) {
 // to a fresh repository and to a map-based model, and checks after every
 // step that both agree on every host and decky, versions included.
 func testModelProperty(t *testing.T, open Open) {
+	r := open(t)
+	ctx := t.Context()
 	rapid.Check(t, func(rt *rapid.T) {
-		r := open(t)
-		defer r.Close()
-		ctx := t.Context()
+		// Every case starts from an empty repository (emptied through the
+		// interface: cheaper than opening one per case).
+		reset(rt, r)
 		m := &model{hosts: map[string]modelHost{}, deckies: map[string]modelDecky{}}
 		rt.Repeat(map[string]func(*rapid.T){
 			"AddHost": func(rt *rapid.T) {
@@ -228,6 +230,20 @@ func testModelProperty(t *testing.T, open Open) {
 			"": func(rt *rapid.T) { checkModel(rt, r, m) },
 		})
 	})
+}
+
+func reset(rt *rapid.T, r repository.Repository) {
+	ctx := rt.Context()
+	hs, err := r.ListHosts(ctx, repository.HostFilter{})
+	expect(rt, "ListHosts", err, nil)
+	for _, h := range hs {
+		expect(rt, "DeleteHost", r.DeleteHost(ctx, h.UUID), nil)
+	}
+	ds, err := r.ListDeckies(ctx, repository.DeckyFilter{})
+	expect(rt, "ListDeckies", err, nil)
+	for _, d := range ds {
+		expect(rt, "DeleteDecky", r.DeleteDecky(ctx, d.Name), nil)
+	}
 }
 
 func checkModel(rt *rapid.T, r repository.Repository, m *model) {
