@@ -227,7 +227,8 @@ func testModelProperty(t *testing.T, open Open) {
 				expect(rt, "DeleteDecky", err, nil)
 				delete(m.deckies, name)
 			},
-			"": func(rt *rapid.T) { checkModel(rt, r, m) },
+			"ListDeckiesByHost": func(rt *rapid.T) { checkFiltered(rt, r, m) },
+			"":                  func(rt *rapid.T) { checkModel(rt, r, m) },
 		})
 	})
 }
@@ -283,9 +284,22 @@ func checkModel(rt *rapid.T, r repository.Repository, m *model) {
 		}
 	}
 	check(repository.DeckyFilter{}, func(modelDecky) bool { return true })
-	check(repository.DeckyFilter{Unassigned: true}, func(d modelDecky) bool { return d.Host == "" })
-	for _, u := range m.uuids() {
-		check(repository.DeckyFilter{HostUUID: u}, func(d modelDecky) bool { return d.Host == u })
+}
+
+// checkFiltered compares one filtered decky list with the model.
+func checkFiltered(rt *rapid.T, r repository.Repository, m *model) {
+	host := rapid.SampledFrom(append(m.uuids(), "", ghostHost)).Draw(rt, "filter host")
+	f := repository.DeckyFilter{HostUUID: host, Unassigned: host == ""}
+	ds, err := r.ListDeckies(rt.Context(), f)
+	expect(rt, "ListDeckies filtered", err, nil)
+	var want []string
+	for _, n := range m.deckyNames() {
+		if m.deckies[n].Host == host {
+			want = append(want, n)
+		}
+	}
+	if got := deckyNames(ds); !slices.Equal(got, want) {
+		rt.Fatalf("deckies on host %q: got %v, want %v", host, got, want)
 	}
 }
 
