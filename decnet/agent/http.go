@@ -110,6 +110,7 @@ func (a *Agent) logRequest(r *http.Request, w *statusWriter, peer pki.Peer, d ti
 		"duration_ms", float64(d.Microseconds()) / 1000,
 		"peer_cn", peer.CN,
 		"remote_addr", r.RemoteAddr,
+		"proto", r.Proto,
 	}
 	if w.code != "" {
 		attrs = append(attrs, "error_code", w.code)
