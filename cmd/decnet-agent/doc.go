@@ -25,7 +25,7 @@
 // --config FILE reads the same settings from a JSON object with the flag
 // names in snake_case ("dir", "listen", "state_dir", "network_driver",
 // "parent", "subnet", "gateway", "ip_range", "network_name", "docker_host",
-// "log_level"); unknown keys are an error, and flags given on the command
+// "project", "base_image", "log_level"); unknown keys are an error, and flags given on the command
 // line override the file.
 //
 // Under systemd (Type=notify) the agent sends READY=1 once it listens and

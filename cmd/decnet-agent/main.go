@@ -33,6 +33,7 @@ var commands = []func(*app) *cobra.Command{
 	newServeCmd,
 	newPauseCmd,
 	newVersionCmd,
+	newReapCmd,
 }
 
 // app is what every subcommand gets: the output streams and the process

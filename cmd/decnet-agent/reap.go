@@ -25,21 +25,29 @@ func newReapCmd(a *app) *cobra.Command {
 				return usagef("reap: --plan is required")
 			}
 			ctx := cmd.Context()
+			plan, err := reaper.ReadPlan(planFile)
+			if err != nil {
+				return err // unreadable or invalid: nothing is done
+			}
 			log := slog.New(slog.NewJSONHandler(a.stderr, nil)).With("component", "reaper")
 			deps := reaper.Deps{Logger: log}
-			eng, err := engine.New(engine.Config{Host: dockerHost, Logger: log})
-			if err != nil {
-				log.ErrorContext(ctx, "reaper_engine_unavailable", "error", err)
-			} else {
-				defer eng.Close()
-				deps.Containers = eng
+			if len(plan.Projects) > 0 {
+				eng, err := engine.New(engine.Config{Host: dockerHost, Logger: log})
+				if err != nil {
+					log.ErrorContext(ctx, "reaper_engine_unavailable", "error", err)
+				} else {
+					defer eng.Close()
+					deps.Containers = eng
+				}
 			}
-			units, err := reaper.ConnectSystemd(ctx)
-			if err != nil {
-				log.WarnContext(ctx, "reaper_systemd_unavailable", "error", err)
-			} else {
-				defer units.Close()
-				deps.Units = units
+			if len(plan.Units) > 0 {
+				units, err := reaper.ConnectSystemd(ctx)
+				if err != nil {
+					log.WarnContext(ctx, "reaper_systemd_unavailable", "error", err)
+				} else {
+					defer units.Close()
+					deps.Units = units
+				}
 			}
 			res, err := reaper.RunPlanFile(ctx, planFile, deps)
 			if len(res.Done) == 0 && len(res.Failed) == 0 && err != nil {

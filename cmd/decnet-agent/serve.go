@@ -42,6 +42,8 @@ type serveOptions struct {
 	IPRange       string `json:"ip_range,omitempty"`
 	NetworkName   string `json:"network_name,omitempty"`
 	DockerHost    string `json:"docker_host,omitempty"`
+	Project       string `json:"project,omitempty"`
+	BaseImage     string `json:"base_image,omitempty"`
 	LogLevel      string `json:"log_level,omitempty"`
 }
 
@@ -72,6 +74,8 @@ func newServeCmd(a *app) *cobra.Command {
 	f.StringVar(&flags.IPRange, "ip-range", "", "addresses deckies may take (default: the subnet)")
 	f.StringVar(&flags.NetworkName, "network-name", decnet.DefaultNetworkName, "Docker network name of the decky LAN")
 	f.StringVar(&flags.DockerHost, "docker-host", engine.DefaultHost, "Docker Engine endpoint")
+	f.StringVar(&flags.Project, "project", compose.DefaultProject, "compose project of the fleet")
+	f.StringVar(&flags.BaseImage, "base-image", engine.PauseImage, "tag of the base image built from this executable")
 	f.StringVar(&flags.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
@@ -107,6 +111,8 @@ func resolveServeOptions(configFile string, flags serveOptions, fs *pflag.FlagSe
 	pick("ip-range", &out.IPRange, file.IPRange)
 	pick("network-name", &out.NetworkName, file.NetworkName)
 	pick("docker-host", &out.DockerHost, file.DockerHost)
+	pick("project", &out.Project, file.Project)
+	pick("base-image", &out.BaseImage, file.BaseImage)
 	pick("log-level", &out.LogLevel, file.LogLevel)
 	return out, nil
 }
@@ -181,8 +187,8 @@ func serve(ctx context.Context, a *app, o serveOptions) error {
 	composeFile := filepath.Join(stateDir, agent.ComposeFileName)
 	eng, err := engine.New(engine.Config{
 		Host:        o.DockerHost,
-		Project:     compose.DefaultProject,
-		BaseImage:   engine.PauseImage,
+		Project:     o.Project,
+		BaseImage:   o.BaseImage,
 		WorkDir:     stateDir,
 		ComposeFile: composeFile,
 		Logger:      log,
@@ -197,7 +203,7 @@ func serve(ctx context.Context, a *app, o serveOptions) error {
 		State:       st,
 		Network:     network,
 		Reaper:      &reaper.SelfDestructer{Options: reaper.SpawnOptions{Logger: log}},
-		BaseImage:   &selfImage{eng: eng, tag: engine.PauseImage},
+		BaseImage:   &selfImage{eng: eng, tag: o.BaseImage},
 		ComposeFile: composeFile,
 		Logger:      log,
 	})
