@@ -3,6 +3,8 @@ package mutator_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,9 +18,20 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/mutator"
 	"github.com/decnet-swarm/sdk/decnet/repository"
 	"github.com/decnet-swarm/sdk/decnet/repository/sqlite"
+	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dockertest.RemoveImages()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // The engine needs only a slice of the repository contract.
 var (
