@@ -16,18 +16,88 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
 )
 
+// buildBinary builds the main package pkg (a path relative to this
+// directory) into a temporary directory.
+func buildBinary(t *testing.T, pkg, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(gobin, "build", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// waitEmpty polls until dir is empty (the reaper deleted its own copy, its
+// last step) or the deadline passes.
+func waitEmpty(t *testing.T, dir string, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reaper did not finish: %v left in %s", entries, dir)
+		}
+		pollPause()
+	}
+}
+
+// TestSpawnRealAgentBinary spawns a detached copy of the real decnet-agent
+// binary, which runs "reap --plan FILE" to completion in a temporary root.
+func TestSpawnRealAgentBinary(t *testing.T) {
+	bin := buildBinary(t, "../../cmd/decnet-agent", "decnet-agent")
+	work := t.TempDir()
+	root := filepath.Join(work, "root")
+	outside := filepath.Join(work, "outside")
+	writeTree(t, outside, map[string]string{"victim": "must survive"})
+	installTree(t, root, outside)
+	spawnDir := filepath.Join(work, "spawn")
+	if err := os.Mkdir(spawnDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := Spawn(t.Context(), testPlan(root), SpawnOptions{Dir: spawnDir, Executable: bin, Detached: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.PID == 0 || sp.Unit != "" {
+		t.Fatalf("spawned %+v, want a detached process", sp)
+	}
+	waitEmpty(t, spawnDir, 30*time.Second)
+	checkWiped(t, root, outside)
+}
+
+// checkWiped checks the outcome of DefaultPlan on installTree.
+func checkWiped(t *testing.T, root, outside string) {
+	t.Helper()
+	for _, g := range []string{"opt/decnet", "opt/decnet-extra", "opt/decnet-link", "etc/decnet",
+		"var/lib/decnet/state.json", "usr/local/bin/decnet-agent", "etc/systemd/system/decnet-agent.service"} {
+		if _, err := os.Lstat(filepath.Join(root, g)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived the reaper", g)
+		}
+	}
+	for _, k := range []string{"var/log/decnet/agent.log", "opt/other/keep.txt", "etc/systemd/system/sshd.service"} {
+		if _, err := os.Stat(filepath.Join(root, k)); err != nil {
+			t.Errorf("%s was deleted", k)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(outside, "victim")); !strings.Contains(string(b), "must survive") {
+		t.Error("outside Root was touched")
+	}
+}
+
 // buildAgentProc builds testdata/agentproc (the real agent with the real
 // SelfDestructer, its plan's Root moved into a temporary tree).
 func buildAgentProc(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "agentproc")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(gobin, "build", "-o", bin, "./testdata/agentproc")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build agentproc: %v\n%s", err, out)
-	}
-	return bin
+	return buildBinary(t, "./testdata/agentproc", "agentproc")
 }
 
 // TestSelfDestructSurvivesAgentKill: the agent answers /self-destruct, and
@@ -100,34 +170,8 @@ func TestSelfDestructSurvivesAgentKill(t *testing.T) {
 
 	// The reaper's directory was created before the 202; it disappears as
 	// the reaper's last step.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		entries, err := os.ReadDir(spawnDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(entries) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the reaper did not finish: %v left in %s", entries, spawnDir)
-		}
-		pollPause()
-	}
-	for _, g := range []string{"opt/decnet", "opt/decnet-extra", "opt/decnet-link", "etc/decnet",
-		"var/lib/decnet/state.json", "usr/local/bin/decnet-agent", "etc/systemd/system/decnet-agent.service"} {
-		if _, err := os.Lstat(filepath.Join(root, g)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s survived the reaper", g)
-		}
-	}
-	for _, k := range []string{"var/log/decnet/agent.log", "opt/other/keep.txt", "etc/systemd/system/sshd.service"} {
-		if _, err := os.Stat(filepath.Join(root, k)); err != nil {
-			t.Errorf("%s was deleted", k)
-		}
-	}
-	if b, _ := os.ReadFile(filepath.Join(outside, "victim")); !strings.Contains(string(b), "must survive") {
-		t.Error("outside Root was touched")
-	}
+	waitEmpty(t, spawnDir, 30*time.Second)
+	checkWiped(t, root, outside)
 }
 
 // pollPause is the interval between two looks at a condition polled with a
