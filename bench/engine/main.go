@@ -61,7 +61,7 @@ type bench struct {
 	admin    *engine.Engine
 	img      dockertest.ImageSet
 	cat      *decnet.Catalog
-	net      decnet.Network
+	subnets  map[string]decnet.Network // by contender tag: "e" (engine and floor), "c" (compose)
 	deckies  int
 	dir      string
 	compose  []string // the compose CLI command
@@ -74,12 +74,15 @@ type bench struct {
 func run() error {
 	deckies := flag.Int("deckies", 20, "deckies in the deploy scenario")
 	runs := flag.Int("runs", 3, "deploy runs per contender")
-	mutations := flag.Int("mutations", 7, "mutations per contender")
+	mutations := flag.Int("mutations", 9, "mutations per contender")
 	conc := flag.Int("concurrency", 0, "engine Concurrency (0 = the engine's default)")
 	flag.Parse()
+	if *deckies < 2 || *deckies > 200 || *runs < 1 || *mutations < 1 {
+		return errors.New("need 2 <= -deckies <= 200, -runs >= 1, -mutations >= 1")
+	}
 
 	ctx := context.Background()
-	b := &bench{deckies: *deckies, conc: *conc}
+	b := &bench{deckies: *deckies, conc: *conc, subnets: map[string]decnet.Network{}}
 	var err error
 	if b.compose, err = composeCLI(); err != nil {
 		return err
@@ -91,11 +94,15 @@ func run() error {
 	if err := b.admin.Ping(ctx); err != nil {
 		return err
 	}
-	subnet, release, err := dockertest.ReserveSubnet(ctx, b.admin)
-	if err != nil {
-		return err
+	b.prefix = fmt.Sprintf("bn%d", os.Getpid()%100000)
+	for _, tag := range []string{"e", "c"} {
+		subnet, release, err := dockertest.ReserveSubnet(ctx, b.admin)
+		if err != nil {
+			return err
+		}
+		defer release()
+		b.subnets[tag] = decnet.Network{Driver: decnet.DriverBridge, Subnet: subnet, Gateway: dockertest.Addr(subnet, 1)}
 	}
-	defer release()
 	var imgDir string
 	b.img, imgDir, err = dockertest.BuildImageSet(ctx, b.admin)
 	if imgDir != "" {
@@ -113,40 +120,77 @@ func run() error {
 	}
 	defer os.RemoveAll(b.dir)
 	b.cat = catalog(b.img)
-	b.prefix = fmt.Sprintf("bn%d", os.Getpid()%100000)
-	b.net = decnet.Network{Driver: decnet.DriverBridge, Subnet: subnet, Gateway: dockertest.Addr(subnet, 1),
-		Name: "dnt-bench-" + b.prefix}
 	b.floor = newFloor(engine.DefaultHost)
 	defer b.floor.close()
 	defer b.cleanupAll()
 
-	fmt.Printf("bench/engine: %d deckies × 3 services, %d deploy runs, %d mutations, compose CLI %q\n",
-		b.deckies, *runs, *mutations, strings.Join(b.compose, " "))
+	fmt.Printf("bench/engine: %d deckies × 3 services, %d deploy runs, %d mutations, compose CLI %q, engine concurrency %d\n",
+		b.deckies, *runs, *mutations, strings.Join(b.compose, " "), *conc)
 	res := map[string][]time.Duration{}
 	add := func(k string, d time.Duration) {
 		res[k] = append(res[k], d)
 		fmt.Printf("  %-16s %8.3fs\n", k, d.Seconds())
 	}
+	var eng *contender
+	var cmp *contender
 	for r := range *runs {
-		// (a) engine
-		d, err := b.engineRun(ctx, r, *mutations, add)
-		if err != nil {
-			return fmt.Errorf("engine run %d: %w", r, err)
-		}
-		add("engine_deploy", d)
-		// (b) compose CLI
-		d, err = b.composeRun(ctx, r, *mutations, add)
-		if err != nil {
-			return fmt.Errorf("compose run %d: %w", r, err)
-		}
-		add("compose_deploy", d)
-		// (c) floor
-		d, err = b.floorDeploy(ctx, r)
+		last := r == *runs-1
+		d, err := b.floorDeploy(ctx, r)
 		if err != nil {
 			return fmt.Errorf("floor run %d: %w", r, err)
 		}
 		add("floor_deploy", d)
+		if eng, err = b.newContender("e", r, false); err != nil {
+			return err
+		}
+		if d, err = eng.deploy(ctx); err != nil {
+			return fmt.Errorf("engine run %d: %w", r, err)
+		}
+		add("engine_deploy", d)
+		if cmp, err = b.newContender("c", r, true); err != nil {
+			return err
+		}
+		if d, err = cmp.deploy(ctx); err != nil {
+			return fmt.Errorf("compose run %d: %w", r, err)
+		}
+		add("compose_deploy", d)
+		if !last {
+			eng.close()
+			cmp.close()
+			if err := errors.Join(b.remove(eng.project), b.remove(cmp.project)); err != nil {
+				return err
+			}
+		}
 	}
+	defer eng.close()
+	defer cmp.close()
+	// Mutations on the last deployed fleets, interleaved: the engine on
+	// decky 0, the floor on decky 1 of the same fleet, compose on decky 0 of
+	// its own.
+	floorCur := slices.Clone(setA)
+	for range *mutations {
+		d, err := eng.mutate(ctx)
+		if err != nil {
+			return fmt.Errorf("engine mutate: %w", err)
+		}
+		add("engine_mutate", d)
+		to := next(floorCur)
+		t0 := time.Now()
+		if err := b.floor.mutate(ctx, eng.project, b.img, eng.cfg.Deckies[1].Name, floorCur, to); err != nil {
+			return fmt.Errorf("floor mutate: %w", err)
+		}
+		add("floor_mutate", time.Since(t0))
+		floorCur = to
+		if d, err = cmp.mutate(ctx); err != nil {
+			return fmt.Errorf("compose mutate: %w", err)
+		}
+		add("compose_mutate", d)
+	}
+	eng.cfg.Deckies[1].Services = floorCur
+	if err := errors.Join(checkRunning(ctx, eng.eng, eng.cfg), checkRunning(ctx, cmp.eng, cmp.cfg)); err != nil {
+		return fmt.Errorf("after mutations: %w", err)
+	}
+
 	med := func(k string) time.Duration {
 		v := slices.Clone(res[k])
 		sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
@@ -193,13 +237,20 @@ func catalog(img dockertest.ImageSet) *decnet.Catalog {
 	return c
 }
 
-// fleet returns the config of run r (names unique per run and contender).
+// fleet returns the config of run r of a contender (names unique per run and
+// contender; "f", the floor, uses the engine's subnet).
 func (b *bench) fleet(tag string, r int) decnet.Config {
-	cfg := decnet.Config{Mode: decnet.ModeUnihost, Network: b.net}
+	sub := tag
+	if sub == "f" {
+		sub = "e"
+	}
+	n := b.subnets[sub]
+	n.Name = fmt.Sprintf("dnt-bench-%s-%s%d", b.prefix, tag, r)
+	cfg := decnet.Config{Mode: decnet.ModeUnihost, Network: n}
 	for i := range b.deckies {
 		cfg.Deckies = append(cfg.Deckies, decnet.Decky{
 			Name:     fmt.Sprintf("%s-%s%d-%02d", b.prefix, tag, r, i),
-			IP:       dockertest.Addr(b.net.Subnet, 10+i),
+			IP:       dockertest.Addr(n.Subnet, 10+i),
 			Services: slices.Clone(setA),
 		})
 	}
@@ -236,52 +287,69 @@ func next(cur []string) []string {
 	return slices.Clone(setA)
 }
 
-func (b *bench) engineRun(ctx context.Context, r, mutations int, add func(string, time.Duration)) (time.Duration, error) {
-	project := b.project("e", r)
-	eng, err := engine.New(engine.Config{Project: project, Catalog: b.cat, BaseImage: b.img.Pause, Concurrency: b.conc})
+// contender is one fleet, driven by the engine or by the compose CLI (which
+// reads the file the engine renders: the same labels, hashes and names).
+type contender struct {
+	b       *bench
+	eng     *engine.Engine
+	cfg     decnet.Config
+	project string
+	file    string
+	cli     bool
+}
+
+func (b *bench) newContender(tag string, r int, cli bool) (*contender, error) {
+	project := b.project(tag, r)
+	file := filepath.Join(b.dir, project+".yml")
+	eng, err := engine.New(engine.Config{Project: project, Catalog: b.cat, BaseImage: b.img.Pause,
+		Concurrency: b.conc, WorkDir: b.dir, ComposeFile: file})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer eng.Close()
-	cfg := b.fleet("e", r)
+	return &contender{b: b, eng: eng, cfg: b.fleet(tag, r), project: project, file: file, cli: cli}, nil
+}
+
+func (c *contender) close() { _ = c.eng.Close() }
+
+func (c *contender) apply(ctx context.Context, decky string) error {
+	if !c.cli {
+		if decky == "" {
+			return c.eng.Apply(ctx, c.cfg)
+		}
+		return c.eng.ApplyDecky(ctx, c.cfg, decky)
+	}
+	y, err := c.eng.Render(c.cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.file, y, 0o600); err != nil {
+		return err
+	}
+	cli := c.b.compose
+	args := append(slices.Clone(cli[1:]), "-p", c.project, "-f", c.file, "up", "-d", "--remove-orphans")
+	out, err := exec.CommandContext(ctx, cli[0], args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v\n%s", cli[0], strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (c *contender) deploy(ctx context.Context) (time.Duration, error) {
 	t0 := time.Now()
-	if err := eng.Apply(ctx, cfg); err != nil {
+	if err := c.apply(ctx, ""); err != nil {
 		return 0, err
 	}
-	deploy := time.Since(t0)
-	if err := checkRunning(ctx, eng, cfg); err != nil {
+	d := time.Since(t0)
+	return d, checkRunning(ctx, c.eng, c.cfg)
+}
+
+func (c *contender) mutate(ctx context.Context) (time.Duration, error) {
+	c.cfg.Deckies[0].Services = next(c.cfg.Deckies[0].Services)
+	t0 := time.Now()
+	if err := c.apply(ctx, c.cfg.Deckies[0].Name); err != nil {
 		return 0, err
 	}
-	// Mutations: the engine first, then the floor on the same fleet.
-	if r == 0 {
-		d0 := cfg.Deckies[0].Name
-		for range mutations {
-			cfg.Deckies[0].Services = next(cfg.Deckies[0].Services)
-			t0 := time.Now()
-			if err := eng.ApplyDecky(ctx, cfg, d0); err != nil {
-				return 0, err
-			}
-			add("engine_mutate", time.Since(t0))
-		}
-		if err := checkRunning(ctx, eng, cfg); err != nil {
-			return 0, err
-		}
-		cur := cfg.Deckies[0].Services
-		for range mutations {
-			to := next(cur)
-			t0 := time.Now()
-			if err := b.floor.mutate(ctx, project, b.img, d0, cur, to); err != nil {
-				return 0, err
-			}
-			add("floor_mutate", time.Since(t0))
-			cur = to
-		}
-		cfg.Deckies[0].Services = cur
-		if st, err := eng.Status(ctx, cfg); err != nil || !st[0].Running {
-			return 0, fmt.Errorf("floor mutation left decky %s not running: %+v %v", d0, st, err)
-		}
-	}
-	return deploy, b.remove(project)
+	return time.Since(t0), nil
 }
 
 func checkRunning(ctx context.Context, eng *engine.Engine, cfg decnet.Config) error {
@@ -297,62 +365,11 @@ func checkRunning(ctx context.Context, eng *engine.Engine, cfg decnet.Config) er
 	return nil
 }
 
-func (b *bench) composeRun(ctx context.Context, r, mutations int, add func(string, time.Duration)) (time.Duration, error) {
-	project := b.project("c", r)
-	file := filepath.Join(b.dir, project+".yml")
-	cfg := b.fleet("c", r)
-	// The engine renders the file (same labels and hashes as it would create).
-	eng, err := engine.New(engine.Config{Project: project, Catalog: b.cat, BaseImage: b.img.Pause, WorkDir: b.dir, ComposeFile: file})
-	if err != nil {
-		return 0, err
-	}
-	defer eng.Close()
-	up := func() error {
-		y, err := eng.Render(cfg)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(file, y, 0o600); err != nil {
-			return err
-		}
-		args := append(slices.Clone(b.compose[1:]), "-p", project, "-f", file, "up", "-d", "--remove-orphans")
-		out, err := exec.CommandContext(ctx, b.compose[0], args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s %s: %v\n%s", b.compose[0], strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	t0 := time.Now()
-	if err := up(); err != nil {
-		return 0, err
-	}
-	deploy := time.Since(t0)
-	if err := checkRunning(ctx, eng, cfg); err != nil {
-		return 0, err
-	}
-	if r == 0 {
-		for range mutations {
-			cfg.Deckies[0].Services = next(cfg.Deckies[0].Services)
-			t0 := time.Now()
-			if err := up(); err != nil {
-				return 0, err
-			}
-			add("compose_mutate", time.Since(t0))
-		}
-		if err := checkRunning(ctx, eng, cfg); err != nil {
-			return 0, err
-		}
-	}
-	return deploy, b.remove(project)
-}
-
 func (b *bench) floorDeploy(ctx context.Context, r int) (time.Duration, error) {
 	project := b.project("f", r)
 	cfg := b.fleet("f", r)
-	// The network is not part of the floor (every contender's network
-	// creation is included in its own time, but it is one call).
 	t0 := time.Now()
-	if err := b.floor.createNetwork(ctx, project, b.net); err != nil {
+	if err := b.floor.createNetwork(ctx, project, cfg.Network); err != nil {
 		return 0, err
 	}
 	var wg sync.WaitGroup
@@ -361,7 +378,7 @@ func (b *bench) floorDeploy(ctx context.Context, r int) (time.Duration, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.floor.run(ctx, b.floor.baseSpec(project, b.img, b.net, d)); err != nil {
+			if err := b.floor.run(ctx, b.floor.baseSpec(project, b.img, cfg.Network, d)); err != nil {
 				errs[i] = err
 				return
 			}

@@ -258,7 +258,10 @@ func (e *Engine) run(ctx context.Context, p *types.Project, s types.ServiceConfi
 		}
 	}
 	if errors.Is(err, decnet.ErrNotFound) {
-		return decnet.Errorf(decnet.ErrNotFound, "image", s.Image, "image %q not found (images are never pulled): %v", s.Image, err)
+		// Most often the image; it may also be the network or the base.
+		if ok, ierr := e.ImageExists(ctx, s.Image); ierr == nil && !ok {
+			return decnet.Errorf(decnet.ErrNotFound, "image", s.Image, "image %q not found (images are never pulled)", s.Image)
+		}
 	}
 	if err != nil {
 		return err

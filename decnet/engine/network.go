@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/api/types/network"
@@ -140,15 +141,45 @@ func (e *Engine) createNetwork(ctx context.Context, name string, opts client.Net
 	return nil
 }
 
+// errInUse marks a network that still has endpoints after networkSettle.
+var errInUse = errors.New("network in use")
+
+// networkSettle bounds how long removeNetwork waits for the daemon to
+// release the endpoints of containers that were just removed.
+const networkSettle = 10 * time.Second
+
+// removeNetwork removes a network; one already gone is fine. The daemon
+// releases a removed container's endpoint asynchronously, so a network
+// refused for "active endpoints" is retried until its endpoint list is empty
+// and stays refused (errInUse) only while other containers use it.
 func (e *Engine) removeNetwork(ctx context.Context, id string) error {
-	err := e.do(ctx, "remove", "network", id, func(ctx context.Context) error {
-		_, err := e.api.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
-		return err
-	})
-	if errors.Is(err, decnet.ErrNotFound) {
-		return nil
+	deadline := time.Now().Add(networkSettle)
+	delay := 50 * time.Millisecond
+	for {
+		err := e.do(ctx, "remove", "network", id, func(ctx context.Context) error {
+			_, err := e.api.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+			return err
+		})
+		switch {
+		case err == nil, errors.Is(err, decnet.ErrNotFound):
+			return nil
+		case !errors.Is(err, decnet.ErrUnauthorized) && !errors.Is(err, decnet.ErrConflict):
+			return err
+		}
+		// "has active endpoints" (403 on API 1.41, 409 later).
+		res, ierr := e.api.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+		if ierr == nil && len(res.Network.Containers) > 0 || time.Now().After(deadline) {
+			return fmt.Errorf("%w: %w", errInUse, err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return classify("remove", "network", id, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
 	}
-	return err
 }
 
 // removeNetworks removes every network carrying the label ("key=value").
@@ -166,9 +197,14 @@ func (e *Engine) removeNetworks(ctx context.Context, label string) error {
 	}
 	var errs []error
 	for _, n := range nets {
-		if err := e.removeNetwork(ctx, n.ID); err != nil {
+		err := e.removeNetwork(ctx, n.ID)
+		switch {
+		case errors.Is(err, errInUse):
+			// Containers of another project share it.
+			e.log.WarnContext(ctx, "network_in_use", "network", n.Name, "error", err.Error())
+		case err != nil:
 			errs = append(errs, err)
-		} else {
+		default:
 			e.log.InfoContext(ctx, "network_removed", "network", n.Name)
 		}
 	}
