@@ -62,28 +62,29 @@ func mutateBurst(ctx context.Context, c *agentclient.Client) error {
 func BenchmarkStatusSequential(b *testing.B) {
 	srv, c := start(b)
 	ctx := context.Background()
-	hs0 := srv.Agent.Handshakes()
 	for b.Loop() {
 		if _, err := c.Status(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-	b.ReportMetric(float64(srv.Agent.Handshakes()-hs0), "handshakes")
+	// Handshakes and connections over the whole run, the deploy included.
+	b.ReportMetric(float64(srv.Agent.Handshakes()), "handshakes")
+	b.ReportMetric(float64(srv.Conns()), "conns")
 }
 
 func BenchmarkMutateDryRun100Concurrent(b *testing.B) {
 	srv, c := start(b)
 	ctx := context.Background()
-	hs0 := srv.Agent.Handshakes()
 	for b.Loop() {
 		if err := mutateBurst(ctx, c); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*concurrency)/b.Elapsed().Seconds(), "req/s")
-	hs := srv.Agent.Handshakes() - hs0
+	hs := srv.Agent.Handshakes()
 	b.ReportMetric(float64(hs), "handshakes")
+	b.ReportMetric(float64(srv.Conns()), "conns")
 	if hs > concurrency {
 		b.Fatalf("%d handshakes for %d requests, want ≤ %d (connections are not reused)", hs, b.N*concurrency, concurrency)
 	}
