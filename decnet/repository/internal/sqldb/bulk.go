@@ -51,7 +51,7 @@ func (s *Store) BulkLoad(ctx context.Context, hosts []repository.Host, deckies [
 			batch := hs[start:min(start+bulkRows, len(hs))]
 			args := make([]any, 0, len(batch)*11)
 			for _, h := range batch {
-				args = append(args, h.UUID, h.Name, h.Address, h.AgentPort, string(h.Status), h.Fingerprint,
+				args = append(args, h.UUID, h.Name, h.Address, h.AgentPort, string(h.Status), nullStr(h.Fingerprint),
 					micro(h.EnrolledAt), micro(h.LastHeartbeat), h.Notes, encodeJSON(h.Labels), int64(1))
 			}
 			if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO hosts (`+hostCols+`) VALUES `+values(len(batch), 11)), args...); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
@@ -312,11 +313,22 @@ func (s *Store) ListDue(ctx context.Context, t time.Time, defaultInterval time.D
 	if t.IsZero() {
 		return nil, invalid("t", "required")
 	}
+	// Two indexed queries sorted here: with a UNION ... ORDER BY name the
+	// planners prefer walking the primary key over all rows.
 	at := ts(t).UnixMicro()
-	if defaultInterval.Microseconds() <= 0 {
-		return s.listDeckies(ctx, dueOwn+` ORDER BY name`, at)
+	out, err := s.listDeckies(ctx, dueOwn, at)
+	if err != nil {
+		return nil, err
 	}
-	return s.listDeckies(ctx, dueOwn+` UNION ALL `+dueDefault+` ORDER BY name`, at, at-defaultInterval.Microseconds())
+	if iv := defaultInterval.Microseconds(); iv > 0 {
+		more, err := s.listDeckies(ctx, dueDefault, at-iv)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
+	}
+	slices.SortFunc(out, func(a, b repository.Decky) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // NextDue implements repository.Repository.

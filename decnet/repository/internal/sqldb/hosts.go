@@ -17,13 +17,15 @@ func scanHost(r scanner) (repository.Host, error) {
 	var (
 		h                repository.Host
 		status, labels   string
+		fingerprint      sql.NullString
 		enrolled, lastHB sql.NullInt64
 	)
-	if err := r.Scan(&h.UUID, &h.Name, &h.Address, &h.AgentPort, &status, &h.Fingerprint,
+	if err := r.Scan(&h.UUID, &h.Name, &h.Address, &h.AgentPort, &status, &fingerprint,
 		&enrolled, &lastHB, &h.Notes, &labels, &h.Version); err != nil {
 		return h, err
 	}
 	h.Status = repository.HostStatus(status)
+	h.Fingerprint = fingerprint.String
 	h.EnrolledAt = unmicro(enrolled)
 	h.LastHeartbeat = unmicro(lastHB)
 	m, err := decodeMap(labels)
@@ -65,7 +67,7 @@ func (s *Store) AddHost(ctx context.Context, h repository.Host) (repository.Host
 	h.Version = 1
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO hosts (`+hostCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			h.UUID, h.Name, h.Address, h.AgentPort, string(h.Status), h.Fingerprint,
+			h.UUID, h.Name, h.Address, h.AgentPort, string(h.Status), nullStr(h.Fingerprint),
 			micro(h.EnrolledAt), micro(h.LastHeartbeat), h.Notes, encodeJSON(h.Labels), h.Version)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {
@@ -155,7 +157,7 @@ func (s *Store) UpdateHost(ctx context.Context, h repository.Host) (repository.H
 		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE hosts SET name = ?, address = ?, agent_port = ?, status = ?,
 	fingerprint = ?, enrolled_at = ?, last_heartbeat = ?, notes = ?, labels = ?, version = version + 1
 WHERE uuid = ? AND version = ?`),
-			h.Name, h.Address, h.AgentPort, string(h.Status), h.Fingerprint, micro(h.EnrolledAt),
+			h.Name, h.Address, h.AgentPort, string(h.Status), nullStr(h.Fingerprint), micro(h.EnrolledAt),
 			micro(h.LastHeartbeat), h.Notes, encodeJSON(h.Labels), h.UUID, h.Version)
 		if err != nil {
 			if s.d.Classify(err) == KindUnique {

@@ -6,14 +6,13 @@ CREATE TABLE hosts (
 	address        TEXT NOT NULL DEFAULT '',
 	agent_port     INTEGER NOT NULL CHECK (agent_port BETWEEN 1 AND 65535),
 	status         TEXT NOT NULL CHECK (status IN ('enrolled', 'active', 'offline')),
-	fingerprint    TEXT NOT NULL DEFAULT '',
+	fingerprint    TEXT UNIQUE, -- NULL: not yet known
 	enrolled_at    BIGINT NOT NULL,
 	last_heartbeat BIGINT,
 	notes          TEXT NOT NULL DEFAULT '',
 	labels         TEXT NOT NULL DEFAULT 'null',
 	version        BIGINT NOT NULL CHECK (version > 0)
 );
-CREATE UNIQUE INDEX hosts_fingerprint ON hosts (fingerprint) WHERE fingerprint <> '';
 CREATE INDEX hosts_status ON hosts (status, name);
 
 CREATE TABLE deckies (
