@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -97,31 +98,45 @@ func benchSQLite(ctx context.Context, c config, f fleet, out io.Writer) error {
 }
 
 func benchPostgres(ctx context.Context, c config, f fleet, out io.Writer) error {
-	admin, err := sql.Open("pgx", c.pgDSN)
+	s, cleanup, err := openPostgresSchema(ctx, c.pgDSN)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
+	defer cleanup()
+	return benchStore(ctx, "postgres", s, c, f, out)
+}
+
+// openPostgresSchema opens a store in a fresh schema; cleanup closes it and
+// drops the schema.
+func openPostgresSchema(ctx context.Context, dsn string) (*postgres.Store, func(), error) {
+	u, err := url.Parse(dsn)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		return nil, nil, errors.New("-postgres must be a postgres:// URL")
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, nil, err
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "dnb_repo_" + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		return fmt.Errorf("create schema: %w", err)
+		admin.Close()
+		return nil, nil, fmt.Errorf("create schema: %w", err)
 	}
-	defer admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-	u, err := url.Parse(c.pgDSN)
-	if err != nil {
-		return errors.New("-postgres must be a postgres:// URL")
+	drop := func() {
+		_, _ = admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+		admin.Close()
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	s, err := postgres.Open(ctx, u.String())
 	if err != nil {
-		return err
+		drop()
+		return nil, nil, err
 	}
-	defer s.Close()
-	return benchStore(ctx, "postgres", s, c, f, out)
+	return s, func() { s.Close(); drop() }, nil
 }
 
 func benchStore(ctx context.Context, backend string, s store, c config, f fleet, out io.Writer) error {
