@@ -5,14 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
-	"github.com/decnet-swarm/sdk/decnet/agent/agenttest"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
@@ -32,30 +28,9 @@ func TestServeBuildsBaseImageFromItself(t *testing.T) {
 	})
 	project := dockertest.Project(t, "agentbin")
 	network := dockertest.Network(t)
-	p := agenttest.NewPKI(t, true)
-	ns := newNotifySocket(t)
-	addr := freePort(t)
-	cmd := exec.Command(binary, "serve", "--dir", p.WorkerDir, "--listen", addr, "--state-dir", t.TempDir(),
-		"--project", project, "--base-image", tag, "--network-name", network.Name,
+	s := startServe(t, "--project", project, "--base-image", tag, "--network-name", network.Name,
 		"--subnet", network.Subnet.String(), "--gateway", network.Gateway.String())
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	ns.expect(t, "READY=1", 10*time.Second)
-
-	c, err := agentclient.New(addr, agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint(p.Worker.Fingerprint()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := s.client(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	if ok, err := adm.ImageExists(ctx, tag); err != nil || ok {
@@ -64,7 +39,7 @@ func TestServeBuildsBaseImageFromItself(t *testing.T) {
 	name := dockertest.Name(t, "pz")
 	// The default catalog's decoy image is not on this daemon, so the service
 	// may fail to start (apply_failed); the base must run regardless.
-	_, err = c.Deploy(ctx, decnet.Config{Mode: decnet.ModeSwarm, Deckies: []decnet.Decky{{Name: name, Services: []string{"ssh"}}}}, agentclient.DeployOptions{})
+	_, err := c.Deploy(ctx, decnet.Config{Mode: decnet.ModeSwarm, Deckies: []decnet.Decky{{Name: name, Services: []string{"ssh"}}}}, agentclient.DeployOptions{})
 	if err != nil && !errors.Is(err, decnet.ErrApplyFailed) {
 		t.Fatalf("deploy: %v", err)
 	}
@@ -84,13 +59,5 @@ func TestServeBuildsBaseImageFromItself(t *testing.T) {
 	if st, err := c.Status(ctx); err != nil || st.Deployed {
 		t.Fatalf("status after teardown: %+v %v", st, err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	ns.expect(t, "STOPPING=1", 10*time.Second)
-	err = cmd.Wait()
-	exited = true
-	if err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
+	s.term(t)
 }

@@ -242,46 +242,89 @@ func vmRSSKiB(t *testing.T, pid int) int {
 	return 0
 }
 
-// TestServeNotifiesAndStopsOnSIGTERM runs the real binary under a fake
-// systemd notify socket: READY=1 once listening, the API answers over mTLS,
-// idle RSS stays under 20 MB, SIGTERM sends STOPPING=1 and exits 0.
-func TestServeNotifiesAndStopsOnSIGTERM(t *testing.T) {
-	p := agenttest.NewPKI(t, true)
-	ns := newNotifySocket(t)
-	addr := freePort(t)
-	cmd := exec.Command(binary, "serve", "--dir", p.WorkerDir, "--listen", addr, "--state-dir", t.TempDir(),
-		"--docker-host", "unix:///nonexistent/docker.sock") // the agent must not touch Docker at start-up
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
-	stderr, err := cmd.StderrPipe()
+// served is a decnet-agent serve process under a fake systemd notify socket.
+type served struct {
+	cmd    *exec.Cmd
+	ns     *notifySocket
+	addr   string
+	pki    *agenttest.PKI
+	logs   chan []string // stderr lines, once the process has exited
+	exited bool
+}
+
+// startServe runs the binary's serve with a pinned-master bundle on a free
+// loopback port plus extra flags, and waits for READY=1.
+func startServe(t *testing.T, extra ...string) *served {
+	t.Helper()
+	s := &served{ns: newNotifySocket(t), addr: freePort(t), pki: agenttest.NewPKI(t, true), logs: make(chan []string, 1)}
+	args := append([]string{"serve", "--dir", s.pki.WorkerDir, "--listen", s.addr, "--state-dir", t.TempDir()}, extra...)
+	s.cmd = exec.Command(binary, args...)
+	s.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+s.ns.path)
+	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logs := make(chan []string, 1)
 	go func() {
 		var lines []string
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
 		}
-		logs <- lines
+		s.logs <- lines
 	}()
-	exited := false
 	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+		if !s.exited {
+			_ = s.cmd.Process.Kill()
+			_ = s.cmd.Wait()
 		}
 	})
+	s.ns.expect(t, "READY=1", 10*time.Second)
+	return s
+}
 
-	ns.expect(t, "READY=1", 10*time.Second)
-	c, err := agentclient.New(addr, agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint(p.Worker.Fingerprint()))
+// client returns an agentclient for the process, as its master.
+func (s *served) client(t *testing.T) *agentclient.Client {
+	t.Helper()
+	c, err := agentclient.New(s.addr, agentclient.Credentials{Bundle: s.pki.Master}, agentclient.WithFingerprint(s.pki.Worker.Fingerprint()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// term sends SIGTERM, expects STOPPING=1 and a zero exit, and returns the
+// log lines.
+func (s *served) term(t *testing.T) []string {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	s.ns.expect(t, "STOPPING=1", 10*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		s.exited = true
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not exit within 30s of SIGTERM")
+	}
+	return <-s.logs
+}
+
+// TestServeNotifiesAndStopsOnSIGTERM runs the real binary under a fake
+// systemd notify socket: READY=1 once listening, the API answers over mTLS,
+// idle RSS stays under 20 MB, SIGTERM sends STOPPING=1 and exits 0.
+func TestServeNotifiesAndStopsOnSIGTERM(t *testing.T) {
+	// The agent must not touch Docker at start-up: give it none.
+	s := startServe(t, "--docker-host", "unix:///nonexistent/docker.sock")
+	c := s.client(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Health(ctx); err != nil {
@@ -291,29 +334,14 @@ func TestServeNotifiesAndStopsOnSIGTERM(t *testing.T) {
 	if err != nil || st.Deployed {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	rss := vmRSSKiB(t, cmd.Process.Pid)
+	rss := vmRSSKiB(t, s.cmd.Process.Pid)
 	t.Logf("idle VmRSS after start and two requests: %d KiB", rss)
 	if rss >= 20*1024 {
 		t.Errorf("idle RSS %d KiB, want < 20 MiB", rss)
 	}
 	_ = c.Close()
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	ns.expect(t, "STOPPING=1", 10*time.Second)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		exited = true
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent did not exit within 30s of SIGTERM")
-	}
-	lines := <-logs
+	lines := s.term(t)
 	var sawStart, sawStop, sawRequest bool
 	for _, l := range lines {
 		var rec map[string]any

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -73,7 +74,7 @@ func TestMutateThroughDocker(t *testing.T) {
 	if !bytes.Equal(stateBefore, readState(t, srv)) {
 		t.Fatal("dry run changed the state file")
 	}
-	if got := containerIDs(t, eng); !sameContainers(got, before) {
+	if got := containerIDs(t, eng); !maps.Equal(got, before) {
 		t.Fatalf("dry run changed containers:\nbefore %v\nafter  %v", before, got)
 	}
 
@@ -118,16 +119,4 @@ func TestMutateThroughDocker(t *testing.T) {
 	if !bytes.Contains(compose, []byte(name+"-smtp")) || bytes.Contains(compose, []byte(name+"-http")) {
 		t.Fatalf("compose file does not reflect the mutation:\n%s", compose)
 	}
-}
-
-func sameContainers(a, b map[string][2]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

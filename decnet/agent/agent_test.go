@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -213,7 +214,7 @@ func TestDeployAllocatesAndKeepsAddresses(t *testing.T) {
 	))
 	ips := statusIPs(t, c)
 	want := map[string]string{"a": "172.30.254.8", "b": "172.30.254.9", "c": "172.30.254.10"}
-	if !maps(ips, want) {
+	if !maps.Equal(ips, want) {
 		t.Fatalf("ips = %v, want %v", ips, want)
 	}
 	st, err := srv.Store.Load(t.Context())
@@ -231,7 +232,7 @@ func TestDeployAllocatesAndKeepsAddresses(t *testing.T) {
 	))
 	ips = statusIPs(t, c)
 	want = map[string]string{"c": "172.30.254.10", "d": "172.30.254.8"}
-	if !maps(ips, want) {
+	if !maps.Equal(ips, want) {
 		t.Fatalf("after redeploy ips = %v, want %v", ips, want)
 	}
 	// The pool holds 4 addresses: 5 deckies cannot fit, and nothing changes.
@@ -247,18 +248,6 @@ func TestDeployAllocatesAndKeepsAddresses(t *testing.T) {
 	if !bytes.Equal(before, readState(t, srv)) {
 		t.Fatal("a rejected deploy changed the state")
 	}
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func statusIPs(t *testing.T, c *agentclient.Client) map[string]string {

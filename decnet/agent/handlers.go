@@ -99,12 +99,53 @@ func mergeStatus(cfg decnet.Config, runtime []decnet.DeckyStatus, unknown bool) 
 }
 
 func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
+	var req decnet.DeployRequest
+	decode := func(body []byte) (err error) {
+		req, err = decodeDeploy(body, a.network, a.catalog)
+		return err
 	}
-	req, err := decodeDeploy(body, a.network, a.catalog)
+	a.stateOp(w, r, decode, func(ctx context.Context, prev *state.State) error {
+		var prevCfg *decnet.Config
+		if prev != nil {
+			prevCfg = &prev.Config
+		}
+		cfg, err := allocateIPs(req.Config, prevCfg)
+		if err != nil {
+			return err
+		}
+		if req.DryRun {
+			plan, err := a.engine.Plan(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDryRun, Plan: &plan})
+			return nil
+		}
+		if err := a.save(ctx, cfg); err != nil {
+			return err
+		}
+		if err := a.apply(ctx, cfg, func(ctx context.Context) error { return a.engine.Apply(ctx, cfg) }); err != nil {
+			return err
+		}
+		names := make([]string, len(cfg.Deckies))
+		for i, d := range cfg.Deckies {
+			names[i] = d.Name
+		}
+		writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDeployed, Deckies: names})
+		return nil
+	})
+}
+
+// stateOp is the frame of every state-changing request: read and decode the
+// body (a rejection changes nothing), take the state lock (waiting ends with
+// the client), then run fn under the operation's own deadline with the
+// current state (nil when there is none). fn writes the success response; an
+// error it returns is written as the wire error.
+func (a *Agent) stateOp(w http.ResponseWriter, r *http.Request, decode func([]byte) error, fn func(context.Context, *state.State) error) {
+	body, err := readBody(w, r)
+	if err == nil {
+		err = decode(body)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -117,42 +158,21 @@ func (a *Agent) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	defer unlock()
 	ctx, cancel := a.opContext(r)
 	defer cancel()
-	prev, err := a.loadOptional(ctx)
+	st, err := a.loadOptional(ctx)
+	if err == nil {
+		err = fn(ctx, st)
+	}
 	if err != nil {
 		writeError(w, err)
-		return
 	}
-	var prevCfg *decnet.Config
-	if prev != nil {
-		prevCfg = &prev.Config
-	}
-	cfg, err := allocateIPs(req.Config, prevCfg)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if req.DryRun {
-		plan, err := a.engine.Plan(ctx, cfg)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDryRun, Plan: &plan})
-		return
-	}
+}
+
+// save records cfg as the worker's desired state.
+func (a *Agent) save(ctx context.Context, cfg decnet.Config) error {
 	if err := a.store.Save(ctx, &state.State{Config: cfg, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
-		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
-		return
+		return fmt.Errorf("%w: save state: %w", errInternal, err)
 	}
-	if err := a.apply(ctx, cfg, func(ctx context.Context) error { return a.engine.Apply(ctx, cfg) }); err != nil {
-		writeError(w, err)
-		return
-	}
-	names := make([]string, len(cfg.Deckies))
-	for i, d := range cfg.Deckies {
-		names[i] = d.Name
-	}
-	writeJSON(w, http.StatusOK, decnet.DeployResponse{Status: statusDeployed, Deckies: names})
+	return nil
 }
 
 // apply writes the compose file, ensures the base image and runs fn. Any
@@ -202,131 +222,93 @@ func (a *Agent) loadOptional(ctx context.Context) (*state.State, error) {
 	return st, nil
 }
 
-func (a *Agent) handleTeardown(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	req, err := decodeTeardown(body)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	unlock, err := a.store.Lock(r.Context())
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %w", decnet.ErrUnavailable, err))
-		return
-	}
-	defer unlock()
-	ctx, cancel := a.opContext(r)
-	defer cancel()
-	st, err := a.loadOptional(ctx)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if req.DeckyID == "" {
-		// Everything: the engine removes every project container and the
-		// network even when no state is left (idempotent).
-		if err := a.engine.Teardown(ctx, ""); err != nil {
-			writeError(w, err)
-			return
-		}
-		if err := a.store.Clear(ctx); err != nil {
-			writeError(w, fmt.Errorf("%w: clear state: %w", errInternal, err))
-			return
-		}
-		if err := a.removeCompose(); err != nil {
-			writeError(w, fmt.Errorf("%w: %w", errInternal, err))
-			return
-		}
-		writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown})
-		return
-	}
+// findDecky returns the index of decky name in st, or the 404 of DESIGN.md.
+func findDecky(st *state.State, name string) (int, error) {
 	if st == nil {
-		writeError(w, decnet.Errorf(decnet.ErrNotFound, "deployment", "", msgNoDeployment))
-		return
+		return -1, decnet.Errorf(decnet.ErrNotFound, "deployment", "", msgNoDeployment)
 	}
-	idx := slices.IndexFunc(st.Config.Deckies, func(d decnet.Decky) bool { return d.Name == req.DeckyID })
+	idx := slices.IndexFunc(st.Config.Deckies, func(d decnet.Decky) bool { return d.Name == name })
 	if idx < 0 {
-		writeError(w, decnet.Errorf(decnet.ErrNotFound, "decky", req.DeckyID, msgDeckyMissing, req.DeckyID))
-		return
+		return -1, decnet.Errorf(decnet.ErrNotFound, "decky", name, msgDeckyMissing, name)
 	}
-	// Containers first: if the engine fails the decky stays in the state, so
-	// repeating the call converges.
-	if err := a.engine.Teardown(ctx, req.DeckyID); err != nil {
-		writeError(w, err)
-		return
+	return idx, nil
+}
+
+func (a *Agent) handleTeardown(w http.ResponseWriter, r *http.Request) {
+	var req decnet.TeardownRequest
+	decode := func(body []byte) (err error) {
+		req, err = decodeTeardown(body)
+		return err
 	}
-	next := st.Config.Clone()
-	next.Deckies = slices.Delete(next.Deckies, idx, idx+1)
-	if err := a.store.Save(ctx, &state.State{Config: next, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
-		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
-		return
-	}
-	if err := a.writeCompose(next); err != nil {
-		writeError(w, fmt.Errorf("%w: %w", errInternal, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown, DeckyID: req.DeckyID})
+	a.stateOp(w, r, decode, func(ctx context.Context, st *state.State) error {
+		if req.DeckyID == "" {
+			// Everything: the engine removes every project container and the
+			// network even when no state is left (idempotent).
+			if err := a.engine.Teardown(ctx, ""); err != nil {
+				return err
+			}
+			if err := a.store.Clear(ctx); err != nil {
+				return fmt.Errorf("%w: clear state: %w", errInternal, err)
+			}
+			if err := a.removeCompose(); err != nil {
+				return fmt.Errorf("%w: %w", errInternal, err)
+			}
+			writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown})
+			return nil
+		}
+		idx, err := findDecky(st, req.DeckyID)
+		if err != nil {
+			return err
+		}
+		// Containers first: if the engine fails the decky stays in the state,
+		// so repeating the call converges.
+		if err := a.engine.Teardown(ctx, req.DeckyID); err != nil {
+			return err
+		}
+		next := st.Config.Clone()
+		next.Deckies = slices.Delete(next.Deckies, idx, idx+1)
+		if err := a.save(ctx, next); err != nil {
+			return err
+		}
+		if err := a.writeCompose(next); err != nil {
+			return fmt.Errorf("%w: %w", errInternal, err)
+		}
+		writeJSON(w, http.StatusOK, decnet.TeardownResponse{Status: statusTornDown, DeckyID: req.DeckyID})
+		return nil
+	})
 }
 
 func (a *Agent) handleMutate(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
+	var req decnet.MutateRequest
+	decode := func(body []byte) (err error) {
+		req, err = decodeMutate(body, a.catalog)
+		return err
 	}
-	req, err := decodeMutate(body, a.catalog)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	unlock, err := a.store.Lock(r.Context())
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %w", decnet.ErrUnavailable, err))
-		return
-	}
-	defer unlock()
-	ctx, cancel := a.opContext(r)
-	defer cancel()
-	st, err := a.loadOptional(ctx)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if st == nil {
-		writeError(w, decnet.Errorf(decnet.ErrNotFound, "deployment", "", msgNoDeployment))
-		return
-	}
-	idx := slices.IndexFunc(st.Config.Deckies, func(d decnet.Decky) bool { return d.Name == req.DeckyID })
-	if idx < 0 {
-		writeError(w, decnet.Errorf(decnet.ErrNotFound, "decky", req.DeckyID, msgDeckyMissing, req.DeckyID))
-		return
-	}
-	if req.DryRun {
-		plan := decnet.PlanMutation(st.Config.Deckies[idx].Services, req.Services)
-		writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusDryRun, DeckyID: req.DeckyID, Services: req.Services, Plan: &plan})
-		return
-	}
-	next := st.Config.Clone()
-	next.Deckies[idx].Services = slices.Clone(req.Services)
-	next.Deckies[idx].LastMutated = a.now().UTC()
-	if err := next.Validate(a.catalog); err != nil {
-		// The saved state no longer validates (the catalog changed under it).
-		writeError(w, err)
-		return
-	}
-	if err := a.store.Save(ctx, &state.State{Config: next, ComposePath: a.composePath, UpdatedAt: a.now().UTC()}); err != nil {
-		writeError(w, fmt.Errorf("%w: save state: %w", errInternal, err))
-		return
-	}
-	if err := a.apply(ctx, next, func(ctx context.Context) error { return a.engine.ApplyDecky(ctx, next, req.DeckyID) }); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusMutated, DeckyID: req.DeckyID, Services: req.Services})
+	a.stateOp(w, r, decode, func(ctx context.Context, st *state.State) error {
+		idx, err := findDecky(st, req.DeckyID)
+		if err != nil {
+			return err
+		}
+		if req.DryRun {
+			plan := decnet.PlanMutation(st.Config.Deckies[idx].Services, req.Services)
+			writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusDryRun, DeckyID: req.DeckyID, Services: req.Services, Plan: &plan})
+			return nil
+		}
+		next := st.Config.Clone()
+		next.Deckies[idx].Services = slices.Clone(req.Services)
+		next.Deckies[idx].LastMutated = a.now().UTC()
+		if err := next.Validate(a.catalog); err != nil {
+			return err // the saved state no longer validates (the catalog changed under it)
+		}
+		if err := a.save(ctx, next); err != nil {
+			return err
+		}
+		if err := a.apply(ctx, next, func(ctx context.Context) error { return a.engine.ApplyDecky(ctx, next, req.DeckyID) }); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, decnet.MutateResponse{Status: statusMutated, DeckyID: req.DeckyID, Services: req.Services})
+		return nil
+	})
 }
 
 func (a *Agent) handleSelfDestruct(w http.ResponseWriter, r *http.Request) {

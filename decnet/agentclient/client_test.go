@@ -199,8 +199,11 @@ func TestWorkerCertificateIsForbidden(t *testing.T) {
 	peer := srv.PKI.Issue(t, "worker-2", pki.RoleWorker)
 	c := srv.ClientAs(t, peer, agentclient.WithFingerprint(srv.PKI.Worker.Fingerprint()))
 	for name, call := range map[string]func() error{
-		"health":        func() error { _, err := c.Health(t.Context()); return err },
-		"mutate":        func() error { _, err := c.Mutate(t.Context(), "a", []string{"ssh"}, agentclient.MutateOptions{}); return err },
+		"health": func() error { _, err := c.Health(t.Context()); return err },
+		"mutate": func() error {
+			_, err := c.Mutate(t.Context(), "a", []string{"ssh"}, agentclient.MutateOptions{})
+			return err
+		},
 		"self-destruct": func() error { return c.SelfDestruct(t.Context()) },
 	} {
 		err := call()
