@@ -183,15 +183,7 @@ func TestSpawnOverDBus(t *testing.T) {
 	}
 	defer conn.Close()
 
-	work := t.TempDir()
-	root := filepath.Join(work, "root")
-	outside := filepath.Join(work, "outside")
-	writeTree(t, outside, map[string]string{"victim": "must survive"})
-	installTree(t, root, outside)
-	spawnDir := filepath.Join(work, "spawn")
-	if err := os.Mkdir(spawnDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	_, root, outside, spawnDir := installWork(t)
 	bin := buildBinary(t, "../../cmd/decnet-agent", "decnet-agent")
 	sp, err := Spawn(t.Context(), testPlan(root), SpawnOptions{Dir: spawnDir, Executable: bin, Starter: conn, PID: 4242})
 	if err != nil {

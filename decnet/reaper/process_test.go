@@ -54,15 +54,7 @@ func waitEmpty(t *testing.T, dir string, bound time.Duration) {
 // binary, which runs "reap --plan FILE" to completion in a temporary root.
 func TestSpawnRealAgentBinary(t *testing.T) {
 	bin := buildBinary(t, "../../cmd/decnet-agent", "decnet-agent")
-	work := t.TempDir()
-	root := filepath.Join(work, "root")
-	outside := filepath.Join(work, "outside")
-	writeTree(t, outside, map[string]string{"victim": "must survive"})
-	installTree(t, root, outside)
-	spawnDir := filepath.Join(work, "spawn")
-	if err := os.Mkdir(spawnDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	_, root, outside, spawnDir := installWork(t)
 	sp, err := Spawn(t.Context(), testPlan(root), SpawnOptions{Dir: spawnDir, Executable: bin, Detached: true})
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +64,23 @@ func TestSpawnRealAgentBinary(t *testing.T) {
 	}
 	waitEmpty(t, spawnDir, 30*time.Second)
 	checkWiped(t, root, outside)
+}
+
+// installWork makes a work directory holding an installTree under root, an
+// outside directory with a file that must survive, and an empty spawn
+// directory for the reaper's copy.
+func installWork(t *testing.T) (work, root, outside, spawnDir string) {
+	t.Helper()
+	work = t.TempDir()
+	root = filepath.Join(work, "root")
+	outside = filepath.Join(work, "outside")
+	writeTree(t, outside, map[string]string{"victim": "must survive"})
+	installTree(t, root, outside)
+	spawnDir = filepath.Join(work, "spawn")
+	if err := os.Mkdir(spawnDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return work, root, outside, spawnDir
 }
 
 // checkWiped checks the outcome of DefaultPlan on installTree.
@@ -107,15 +116,7 @@ func buildAgentProc(t *testing.T) string {
 func TestSelfDestructSurvivesAgentKill(t *testing.T) {
 	bin := buildAgentProc(t)
 	p := agenttest.NewPKI(t, true)
-	work := t.TempDir()
-	root := filepath.Join(work, "root")
-	outside := filepath.Join(work, "outside")
-	writeTree(t, outside, map[string]string{"victim": "must survive"})
-	installTree(t, root, outside)
-	spawnDir := filepath.Join(work, "spawn")
-	if err := os.Mkdir(spawnDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	work, root, outside, spawnDir := installWork(t)
 	addrFile := filepath.Join(work, "addr")
 	args := []string{"serve", "-bundle", p.WorkerDir, "-state", filepath.Join(work, "state"),
 		"-root", root, "-spawn-dir", spawnDir, "-addr-file", addrFile}

@@ -55,14 +55,20 @@ func startUnit(ctx context.Context, s UnitStarter, name string, cmd []string) er
 		}
 		return fmt.Errorf("start transient unit %s: %w", name, err)
 	}
+	return waitJob(ctx, ch, "start transient unit "+name)
+}
+
+// waitJob waits for a systemd job's result on ch; anything but "done" (or
+// the end of ctx) is an error naming what.
+func waitJob(ctx context.Context, ch <-chan string, what string) error {
 	select {
 	case res := <-ch:
 		if res != "done" {
-			return fmt.Errorf("start transient unit %s: job result %q", name, res)
+			return fmt.Errorf("%s: job result %q", what, res)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("start transient unit %s: %w", name, ctx.Err())
+		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }
 
@@ -142,15 +148,7 @@ func (s *SystemdUnits) StopUnit(ctx context.Context, name string) error {
 	if _, err := s.conn.StopUnitContext(ctx, name, "replace", ch); err != nil {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
-	select {
-	case res := <-ch:
-		if res != "done" {
-			return fmt.Errorf("stop %s: job result %q", name, res)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop %s: %w", name, ctx.Err())
-	}
+	return waitJob(ctx, ch, "stop "+name)
 }
 
 // DisableUnit implements UnitManager.
