@@ -268,10 +268,21 @@ func (s *Store) RecordHeartbeat(ctx context.Context, hb repository.Heartbeat) er
 		if rowsAffected(res) == 0 {
 			return notFound("host", hb.HostUUID)
 		}
+		// One UPDATE … FROM (VALUES …) per batch rather than one statement
+		// per decky: a heartbeat costs a constant number of round trips.
+		// (VALUES columns are column1, column2, … on both backends.)
 		now := micro(s.stamp())
-		for _, d := range hb.Deckies {
-			if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET state = ?, last_error = ?, updated_at = ?
-WHERE name = ? AND host_uuid = ?`), string(d.State), truncText(d.LastError), now, d.Name, hb.HostUUID); err != nil {
+		for start := 0; start < len(hb.Deckies); start += bulkRows {
+			batch := hb.Deckies[start:min(start+bulkRows, len(hb.Deckies))]
+			args := make([]any, 0, 2+3*len(batch))
+			args = append(args, now)
+			for _, d := range batch {
+				args = append(args, d.Name, string(d.State), truncText(d.LastError))
+			}
+			args = append(args, hb.HostUUID)
+			if _, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET state = v.column2, last_error = v.column3, updated_at = ?
+FROM (VALUES `+values(len(batch), 3)+`) AS v
+WHERE deckies.name = v.column1 AND deckies.host_uuid = ?`), args...); err != nil {
 				return s.dbErr("record heartbeat", err)
 			}
 		}
