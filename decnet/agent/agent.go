@@ -286,7 +286,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn), // failed handshakes: worth seeing on a honeypot
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -324,7 +324,7 @@ func (a *Agent) writeCompose(cfg decnet.Config) error {
 	if err != nil {
 		return fmt.Errorf("render compose file: %w", err)
 	}
-	return writeFileAtomic(a.composePath, data, 0o600)
+	return writeFileAtomic(a.composePath, data)
 }
 
 func (a *Agent) removeCompose() error {
@@ -334,7 +334,9 @@ func (a *Agent) removeCompose() error {
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// writeFileAtomic replaces path with data through a temporary file created
+// 0600 in the same directory (never wider, never chmod'ed).
+func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // created 0600
 	if err != nil {
@@ -348,11 +350,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 			_ = os.Remove(name)
 		}
 	}()
-	if mode != 0o600 {
-		if err := tmp.Chmod(mode); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	}
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -165,6 +165,30 @@ func TestRejectedRequestsChangeNothing(t *testing.T) {
 	}
 }
 
+// TestOversizedChunkedBodyIs413 sends a body without Content-Length, so
+// the limit is enforced while reading.
+func TestOversizedChunkedBodyIs413(t *testing.T) {
+	srv := agenttest.Start(t, agenttest.Options{})
+	r := newRaw(t, srv)
+	body := io.MultiReader(strings.NewReader(`{"config":{"mode":"swarm","deckies":[{"name":"a","services":["ssh"],"hostname":"`),
+		bytes.NewReader(bytes.Repeat([]byte("a"), 2*decnet.MaxRequestBytes)), strings.NewReader(`"}]}}`))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", r.url+"/deploy", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+	if _, err := os.Stat(srv.StatePath()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("rejected deploy wrote state: %v", err)
+	}
+}
+
 func TestHandlerWithoutClientCertificateIs401(t *testing.T) {
 	st, err := state.Open(t.TempDir())
 	if err != nil {

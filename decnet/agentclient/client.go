@@ -23,9 +23,9 @@ import (
 
 // Timeouts and limits used when the matching option is not given.
 const (
-	// DefaultControlTimeout bounds Health, Status, Teardown and SelfDestruct.
+	// DefaultControlTimeout bounds Health, Status and SelfDestruct.
 	DefaultControlTimeout = 15 * time.Second
-	// DefaultDeployTimeout bounds Deploy and Mutate.
+	// DefaultDeployTimeout bounds Deploy, Mutate and Teardown.
 	DefaultDeployTimeout = 10 * time.Minute
 	// DefaultMaxResponseBytes caps the size of a response body the client reads.
 	DefaultMaxResponseBytes = 16 << 20
@@ -78,8 +78,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithRetry replaces the retry policy.
 func WithRetry(p RetryPolicy) Option { return func(o *options) { o.retry = p } }
 
-// WithTimeouts sets the control-call and the deploy/mutate timeouts; a zero
-// value keeps the default.
+// WithTimeouts sets the control-call timeout (Health, Status, SelfDestruct)
+// and the deploy timeout (Deploy, Mutate, Teardown); a zero value keeps the
+// default.
 func WithTimeouts(control, deploy time.Duration) Option {
 	return func(o *options) {
 		if control > 0 {
@@ -281,7 +282,10 @@ func (c *Client) Teardown(ctx context.Context, deckyID string) error {
 		return fmt.Errorf("agentclient: encode teardown: %w", err)
 	}
 	var out decnet.TeardownResponse
-	return c.call(ctx, http.MethodPost, "/teardown", body, c.control, retryIdempotent, &out)
+	// The deploy timeout, not the control one: removing containers can take
+	// long, and a teardown reported failed while the worker finishes it
+	// leaves the master believing the decky still exists.
+	return c.call(ctx, http.MethodPost, "/teardown", body, c.deploy, retryIdempotent, &out)
 }
 
 // MutateOptions modifies a Mutate call.

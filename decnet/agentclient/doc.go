@@ -28,8 +28,9 @@
 //
 // # Timeouts
 //
-// Control calls (Health, Status, Teardown, SelfDestruct) use
-// [DefaultControlTimeout]; Deploy and Mutate use [DefaultDeployTimeout]
-// because starting containers can take long. A deadline on the caller's
-// context shortens either.
+// Control calls (Health, Status, SelfDestruct) use [DefaultControlTimeout];
+// Deploy, Mutate and Teardown use [DefaultDeployTimeout] because starting or
+// removing containers can take long (a teardown timed out by the client
+// while the worker completes it would leave the master's view wrong). A
+// deadline on the caller's context shortens either.
 package agentclient
