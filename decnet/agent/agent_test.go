@@ -639,3 +639,21 @@ func TestDeployPartialFailureReportsPerDecky(t *testing.T) {
 }
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+
+// TestStatusWhenDockerIsDown reports the desired deckies with every
+// container "unknown", never as gone.
+func TestStatusWhenDockerIsDown(t *testing.T) {
+	fake := agenttest.NewFakeEngine()
+	srv := agenttest.Start(t, agenttest.Options{Engine: fake})
+	c := srv.Client(t)
+	mustDeploy(t, c, shard(decnet.Decky{Name: "u1", Services: []string{"ssh"}}))
+	fake.SetStatusError(decnet.Errorf(decnet.ErrUnavailable, "daemon", "", "docker is down"))
+	st, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	want := map[string]string{decnet.BaseContainerKey: "unknown", "ssh": "unknown"}
+	if len(st.Deckies) != 1 || st.Deckies[0].Running || !maps.Equal(st.Deckies[0].Containers, want) {
+		t.Fatalf("status = %+v", st)
+	}
+}

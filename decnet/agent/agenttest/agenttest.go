@@ -212,6 +212,7 @@ type FakeEngine struct {
 	Hook func(ctx context.Context, op, decky string) error
 
 	mu         sync.Mutex
+	statusErr  error
 	containers map[string]map[string]string // decky → base/service → state
 	ids        map[string]int               // container name → id (changes when recreated)
 	nextID     int
@@ -384,6 +385,14 @@ func (f *FakeEngine) Teardown(ctx context.Context, name string) error {
 	return nil
 }
 
+// SetStatusError makes Status fail with err (nil restores it), as when the
+// Docker daemon is unreachable.
+func (f *FakeEngine) SetStatusError(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statusErr = err
+}
+
 // Status reports the containers of cfg's deckies.
 func (f *FakeEngine) Status(ctx context.Context, cfg decnet.Config) ([]decnet.DeckyStatus, error) {
 	if err := ctx.Err(); err != nil {
@@ -391,6 +400,9 @@ func (f *FakeEngine) Status(ctx context.Context, cfg decnet.Config) ([]decnet.De
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.statusErr != nil {
+		return nil, f.statusErr
+	}
 	out := make([]decnet.DeckyStatus, 0, len(cfg.Deckies))
 	for _, d := range cfg.Deckies {
 		s := decnet.DeckyStatus{Name: d.Name, Containers: map[string]string{}}
