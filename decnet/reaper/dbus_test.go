@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
+	"github.com/google/go-cmp/cmp"
 )
 
 // This machine has no systemd, so the transient-unit path is verified
@@ -221,4 +223,123 @@ func TestSpawnOverDBus(t *testing.T) {
 	// The "unit" ran the real decnet-agent reap to completion.
 	waitEmpty(t, spawnDir, 30*time.Second)
 	checkWiped(t, root, outside)
+}
+
+// unitManager is a systemd manager with a few units, recording the calls of
+// the UnitManager methods.
+type unitManager struct {
+	conn   *godbus.Conn
+	loaded []string // loaded units
+	files  []string // unit files (under /etc/systemd/system)
+
+	mu    sync.Mutex
+	calls []string
+}
+
+func (m *unitManager) record(s string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, s)
+}
+
+func matchesAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *unitManager) ListUnitsByPatterns(states, patterns []string) ([]sddbus.UnitStatus, *godbus.Error) {
+	m.record("ListUnitsByPatterns " + strings.Join(patterns, ","))
+	var out []sddbus.UnitStatus
+	for _, n := range m.loaded {
+		if matchesAny(patterns, n) {
+			out = append(out, sddbus.UnitStatus{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running",
+				Path: godbus.ObjectPath("/org/freedesktop/systemd1/unit/x"), JobPath: "/"})
+		}
+	}
+	return out, nil
+}
+
+func (m *unitManager) ListUnitFilesByPatterns(states, patterns []string) ([]sddbus.UnitFile, *godbus.Error) {
+	m.record("ListUnitFilesByPatterns " + strings.Join(patterns, ","))
+	var out []sddbus.UnitFile
+	for _, n := range m.files {
+		if matchesAny(patterns, n) {
+			out = append(out, sddbus.UnitFile{Path: "/etc/systemd/system/" + n, Type: "enabled"})
+		}
+	}
+	return out, nil
+}
+
+func (m *unitManager) StopUnit(name, mode string) (godbus.ObjectPath, *godbus.Error) {
+	m.record("StopUnit " + name + " " + mode)
+	job := godbus.ObjectPath("/org/freedesktop/systemd1/job/" + fmt.Sprint(len(name)))
+	if err := m.conn.Emit("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager.JobRemoved",
+		uint32(len(name)), job, name, "done"); err != nil {
+		return "", godbus.MakeFailedError(err)
+	}
+	return job, nil
+}
+
+func (m *unitManager) DisableUnitFiles(files []string, runtime bool) ([]sddbus.DisableUnitFileChange, *godbus.Error) {
+	m.record(fmt.Sprintf("DisableUnitFiles %s %v", strings.Join(files, ","), runtime))
+	return []sddbus.DisableUnitFileChange{{Type: "unlink", Filename: "/etc/systemd/system/multi-user.target.wants/" + files[0]}}, nil
+}
+
+func (m *unitManager) Reload() *godbus.Error {
+	m.record("Reload")
+	return nil
+}
+
+// TestSystemdUnitsOverDBus runs the units steps of a plan through the real
+// SystemdUnits (go-systemd over D-Bus) against the private bus.
+func TestSystemdUnitsOverDBus(t *testing.T) {
+	addr := privateBus(t)
+	sysd, err := dialBus(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sysd.Close()
+	if reply, err := sysd.RequestName("org.freedesktop.systemd1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own org.freedesktop.systemd1: %v %v", reply, err)
+	}
+	mgr := &unitManager{conn: sysd,
+		loaded: []string{"decnet-agent.service", "decnet-reaper-9.service", "sshd.service"},
+		files:  []string{"decnet-agent.service", "decnet-updater.timer", "sshd.service"},
+	}
+	if err := sysd.Export(mgr, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) { return dialBus(addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	p := Plan{Units: []string{"decnet-*"}}
+	res := Execute(t.Context(), p, Deps{Units: systemdUnitsFrom(conn)})
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	mgr.mu.Lock()
+	calls := slices.Clone(mgr.calls)
+	mgr.mu.Unlock()
+	want := []string{
+		"ListUnitsByPatterns decnet-*",
+		"ListUnitFilesByPatterns decnet-*",
+		"StopUnit decnet-agent.service replace",
+		"StopUnit decnet-updater.timer replace",
+		"DisableUnitFiles decnet-agent.service false",
+		"DisableUnitFiles decnet-updater.timer false",
+		"Reload",
+	}
+	if d := cmp.Diff(want, calls); d != "" {
+		t.Errorf("systemd calls (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"unit:decnet-agent.service", "unit:decnet-updater.timer"}, res.Removed); d != "" {
+		t.Errorf("removed (-want +got):\n%s", d)
+	}
 }

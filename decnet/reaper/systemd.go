@@ -97,8 +97,10 @@ func ConnectSystemd(ctx context.Context) (*SystemdUnits, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd over the system bus: %w: %w", decnet.ErrUnavailable, err)
 	}
-	return &SystemdUnits{conn: conn}, nil
+	return systemdUnitsFrom(conn), nil
 }
+
+func systemdUnitsFrom(conn *sddbus.Conn) *SystemdUnits { return &SystemdUnits{conn: conn} }
 
 // Close closes the bus connection.
 func (s *SystemdUnits) Close() { s.conn.Close() }
