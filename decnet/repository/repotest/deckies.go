@@ -24,6 +24,9 @@ func testDeckyCRUD(t *testing.T, open Open) {
 		t.Fatalf("CreateDecky defaults: %+v", d)
 	}
 	diff(t, "spec services", d.Services, d.Spec.Services)
+	if !d.Spec.LastMutated.Equal(d.LastMutated) || d.Spec.Name != d.Name {
+		t.Fatalf("spec not kept in step: last mutated %v vs %v, name %q", d.Spec.LastMutated, d.LastMutated, d.Spec.Name)
+	}
 	if d.Spec.HostUUID != h.UUID || d.Spec.MutateInterval == nil || d.Spec.MutateInterval.D() != 90*time.Minute {
 		t.Fatalf("spec not kept in step: host %q interval %v", d.Spec.HostUUID, d.Spec.MutateInterval)
 	}

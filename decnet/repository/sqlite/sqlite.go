@@ -49,7 +49,8 @@ type Option func(*options)
 // (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets the logger that records applied schema migrations
+// (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithBusyTimeout sets how long a connection waits for a lock held by
@@ -92,11 +93,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	if err := sqldb.Migrate(ctx, db, d, ms, now); err != nil {
+	if err := sqldb.Migrate(ctx, db, d, ms, now, o.logger); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &Store{core: sqldb.New(db, d, sqldb.Config{Now: o.now, Logger: o.logger})}, nil
+	return &Store{core: sqldb.New(db, d, sqldb.Config{Now: o.now})}, nil
 }
 
 // BulkLoad inserts hosts and then deckies in one transaction, validating

@@ -47,7 +47,7 @@ func scanDecky(r scanner) (repository.Decky, error) {
 	d.Spec.Name = d.Name
 	d.Spec.Services = slices.Clone(d.Services)
 	d.Spec.HostUUID = d.HostUUID
-	d.Spec.LastMutated = time.Time{}
+	d.Spec.LastMutated = d.LastMutated
 	if d.MutateInterval != nil {
 		d.Spec.MutateInterval = decnet.Interval(*d.MutateInterval)
 	}
@@ -72,6 +72,7 @@ func (s *Store) CreateDecky(ctx context.Context, d repository.Decky) (repository
 	if d.LastMutated.IsZero() {
 		d.LastMutated = now
 	}
+	d.Spec.LastMutated = d.LastMutated
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		return s.insertDecky(ctx, tx, d)
 	})
@@ -183,6 +184,7 @@ func (s *Store) UpdateDecky(ctx context.Context, d repository.Decky) (repository
 		if d.LastMutated.IsZero() {
 			d.LastMutated = cur.LastMutated
 		}
+		d.Spec.LastMutated = d.LastMutated
 		d.CreatedAt, d.UpdatedAt = cur.CreatedAt, s.stamp()
 		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET spec = ?, services = ?, mutate_interval_us = ?,
 	last_mutated = ?, state = ?, last_error = ?, updated_at = ?, version = version + 1

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"sort"
 	"strconv"
@@ -59,7 +60,10 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 // step leaves the database at the previous version. A database that records
 // a version beyond ms is refused with *repository.SchemaVersionError before
 // anything is written.
-func Migrate(ctx context.Context, db *sql.DB, d *Dialect, ms []Migration, now func() time.Time) error {
+func Migrate(ctx context.Context, db *sql.DB, d *Dialect, ms []Migration, now func() time.Time, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: migrate: %w", d.Name, err)
@@ -87,37 +91,41 @@ func Migrate(ctx context.Context, db *sql.DB, d *Dialect, ms []Migration, now fu
 		return &repository.SchemaVersionError{Database: int(have.Int64), Binary: len(ms)}
 	}
 	for _, m := range ms[have.Int64:] {
-		if err := applyMigration(ctx, conn, d, m, now()); err != nil {
+		applied, err := applyMigration(ctx, conn, d, m, now())
+		if err != nil {
 			return err
+		}
+		if applied {
+			log.InfoContext(ctx, "schema migration applied", "backend", d.Name, "version", m.Version, "name", m.Name)
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, conn *sql.Conn, d *Dialect, m Migration, at time.Time) error {
+func applyMigration(ctx context.Context, conn *sql.Conn, d *Dialect, m Migration, at time.Time) (applied bool, err error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("%s: migration %d: begin: %w", d.Name, m.Version, err)
+		return false, fmt.Errorf("%s: migration %d: begin: %w", d.Name, m.Version, err)
 	}
 	defer tx.Rollback()
 	// Another process may have applied it between our read and our lock
 	// (SQLite has no lock beyond the write transaction itself).
 	var n int
 	if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.Version).Scan(&n); err != nil {
-		return fmt.Errorf("%s: migration %d: %w", d.Name, m.Version, err)
+		return false, fmt.Errorf("%s: migration %d: %w", d.Name, m.Version, err)
 	}
 	if n > 0 {
-		return nil
+		return false, nil
 	}
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return fmt.Errorf("%s: migration %d (%s): %w", d.Name, m.Version, m.Name, err)
+		return false, fmt.Errorf("%s: migration %d (%s): %w", d.Name, m.Version, m.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
 		m.Version, m.Name, at.UnixMicro()); err != nil {
-		return fmt.Errorf("%s: migration %d: record: %w", d.Name, m.Version, err)
+		return false, fmt.Errorf("%s: migration %d: record: %w", d.Name, m.Version, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%s: migration %d: commit: %w", d.Name, m.Version, err)
+		return false, fmt.Errorf("%s: migration %d: commit: %w", d.Name, m.Version, err)
 	}
-	return nil
+	return true, nil
 }

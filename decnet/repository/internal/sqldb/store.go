@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
@@ -20,8 +18,6 @@ import (
 type Config struct {
 	// Now is the clock for created/updated/enrolled times (nil: time.Now).
 	Now func() time.Time
-	// Logger receives debug records (nil: discard).
-	Logger *slog.Logger
 }
 
 // Store implements repository.Repository over a *sql.DB.
@@ -29,7 +25,6 @@ type Store struct {
 	db  *sql.DB
 	d   *Dialect
 	now func() time.Time
-	log *slog.Logger
 	wmu chan struct{} // one write transaction at a time, when the dialect asks
 }
 
@@ -37,12 +32,9 @@ var _ repository.Repository = (*Store)(nil)
 
 // New wraps an open, migrated db. The Store owns db: Close closes it.
 func New(db *sql.DB, d *Dialect, cfg Config) *Store {
-	s := &Store{db: db, d: d, now: cfg.Now, log: cfg.Logger}
+	s := &Store{db: db, d: d, now: cfg.Now}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if d.SerializeWrites {
 		s.wmu = make(chan struct{}, 1)

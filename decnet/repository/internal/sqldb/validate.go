@@ -131,7 +131,7 @@ func normDecky(d repository.Decky, create bool) (repository.Decky, error) {
 	if d.MutateInterval != nil && *d.MutateInterval >= 0 {
 		spec.MutateInterval = decnet.Interval(*d.MutateInterval)
 	}
-	spec.LastMutated = time.Time{}
+	spec.LastMutated = ts(d.LastMutated)
 	if len(spec.ServiceConfig) == 0 {
 		spec.ServiceConfig = nil
 	}
