@@ -121,23 +121,7 @@ func (s *Store) GetDecky(ctx context.Context, name string) (repository.Decky, er
 }
 
 func (s *Store) listDeckies(ctx context.Context, query string, args ...any) ([]repository.Decky, error) {
-	rows, err := s.db.QueryContext(ctx, s.d.q(query), args...)
-	if err != nil {
-		return nil, s.dbErr("list deckies", err)
-	}
-	defer rows.Close()
-	out := []repository.Decky{}
-	for rows.Next() {
-		d, err := scanDecky(rows)
-		if err != nil {
-			return nil, s.dbErr("list deckies", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.dbErr("list deckies", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list deckies", query, scanDecky, args...)
 }
 
 // ListDeckies implements repository.Repository.

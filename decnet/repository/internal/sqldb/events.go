@@ -89,36 +89,9 @@ func (s *Store) ListEvents(ctx context.Context, f repository.EventFilter) ([]rep
 		args = append(args, micro(ts(f.Since)))
 	}
 	args = append(args, f.Limit+1)
-	rows, err := s.db.QueryContext(ctx, s.d.q(query+` ORDER BY id LIMIT ?`), args...)
+	out, err := queryAll(ctx, s, "list events", query+` ORDER BY id LIMIT ?`, scanEvent, args...)
 	if err != nil {
-		return nil, 0, s.dbErr("list events", err)
-	}
-	defer rows.Close()
-	out := []repository.Event{}
-	for rows.Next() {
-		var (
-			e                  repository.Event
-			at                 sql.NullInt64
-			oldS, newS, detail string
-		)
-		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.HostUUID, &e.HostName, &e.Decky, &e.Actor, &e.Trigger,
-			&oldS, &newS, &e.Outcome, &e.Error, &detail); err != nil {
-			return nil, 0, s.dbErr("list events", err)
-		}
-		e.Time = unmicro(at)
-		if e.OldServices, err = decodeStrings(oldS); err != nil {
-			return nil, 0, s.dbErr("list events", err)
-		}
-		if e.NewServices, err = decodeStrings(newS); err != nil {
-			return nil, 0, s.dbErr("list events", err)
-		}
-		if e.Detail, err = decodeMap(detail); err != nil {
-			return nil, 0, s.dbErr("list events", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, s.dbErr("list events", err)
+		return nil, 0, err
 	}
 	var next int64
 	if len(out) > f.Limit {
@@ -126,4 +99,26 @@ func (s *Store) ListEvents(ctx context.Context, f repository.EventFilter) ([]rep
 		next = out[len(out)-1].ID
 	}
 	return out, next, nil
+}
+
+func scanEvent(r scanner) (repository.Event, error) {
+	var (
+		e                  repository.Event
+		at                 sql.NullInt64
+		oldS, newS, detail string
+		err                error
+	)
+	if err = r.Scan(&e.ID, &at, &e.Kind, &e.HostUUID, &e.HostName, &e.Decky, &e.Actor, &e.Trigger,
+		&oldS, &newS, &e.Outcome, &e.Error, &detail); err != nil {
+		return e, err
+	}
+	e.Time = unmicro(at)
+	if e.OldServices, err = decodeStrings(oldS); err != nil {
+		return e, err
+	}
+	if e.NewServices, err = decodeStrings(newS); err != nil {
+		return e, err
+	}
+	e.Detail, err = decodeMap(detail)
+	return e, err
 }

@@ -128,23 +128,7 @@ func (s *Store) ListHosts(ctx context.Context, f repository.HostFilter) ([]repos
 		query += ` WHERE status = ?`
 		args = append(args, string(f.Status))
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.q(query+` ORDER BY name`), args...)
-	if err != nil {
-		return nil, s.dbErr("list hosts", err)
-	}
-	defer rows.Close()
-	out := []repository.Host{}
-	for rows.Next() {
-		h, err := scanHost(rows)
-		if err != nil {
-			return nil, s.dbErr("list hosts", err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.dbErr("list hosts", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list hosts", query+` ORDER BY name`, scanHost, args...)
 }
 
 // UpdateHost implements repository.Repository.

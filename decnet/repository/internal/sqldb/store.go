@@ -131,13 +131,15 @@ func encodeJSON(v any) string {
 	return string(b)
 }
 
-func decodeStrings(s string) ([]string, error) {
-	var out []string
+// decodeJSON decodes a JSON column; an empty value or an empty list or map
+// decodes to nil, so a round trip preserves "nothing" as nil.
+func decodeJSON[T ~[]string | ~map[string]string](s string) (T, error) {
+	var out T
 	if s == "" {
 		return nil, nil
 	}
 	if err := json.Unmarshal([]byte(s), &out); err != nil {
-		return nil, fmt.Errorf("decode string list: %w", err)
+		return nil, fmt.Errorf("decode %T: %w", out, err)
 	}
 	if len(out) == 0 {
 		return nil, nil
@@ -145,16 +147,26 @@ func decodeStrings(s string) ([]string, error) {
 	return out, nil
 }
 
-func decodeMap(s string) (map[string]string, error) {
-	var out map[string]string
-	if s == "" {
-		return nil, nil
+func decodeStrings(s string) ([]string, error)      { return decodeJSON[[]string](s) }
+func decodeMap(s string) (map[string]string, error) { return decodeJSON[map[string]string](s) }
+
+// queryAll runs query on s.db and scans every row with scan.
+func queryAll[T any](ctx context.Context, s *Store, op, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.q(query), args...)
+	if err != nil {
+		return nil, s.dbErr(op, err)
 	}
-	if err := json.Unmarshal([]byte(s), &out); err != nil {
-		return nil, fmt.Errorf("decode map: %w", err)
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, s.dbErr(op, err)
+		}
+		out = append(out, v)
 	}
-	if len(out) == 0 {
-		return nil, nil
+	if err := rows.Err(); err != nil {
+		return nil, s.dbErr(op, err)
 	}
 	return out, nil
 }
