@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,16 +226,21 @@ func BenchmarkRound(b *testing.B) {
 			cold := f.handshakes() - h0
 
 			b.ResetTimer()
-			var hs int64
+			var (
+				hs  int64
+				cpu time.Duration
+			)
 			for range b.N {
 				b.StopTimer()
 				clk.advance(interval)
 				done := f.store.expect(deckies)
 				h := f.handshakes()
+				c := cpuTime()
 				b.StartTimer()
 				e.Wake()
 				<-done
 				b.StopTimer()
+				cpu += cpuTime() - c
 				hs += f.handshakes() - h
 				if n := f.store.failedCount(); n > 0 {
 					b.Fatalf("%d mutations failed in a round", n)
@@ -242,8 +248,19 @@ func BenchmarkRound(b *testing.B) {
 			}
 			b.ReportMetric(float64(hs)/float64(agents*b.N), "handshakes/agent/round")
 			b.ReportMetric(float64(cold)/float64(agents), "cold-handshakes/agent")
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/round")
 		})
 	}
+}
+
+// cpuTime returns the CPU time (user and system) the process has used: the
+// master and all the agents, which share it.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (c *countingStore) failedCount() int {

@@ -468,8 +468,9 @@ func (e *Engine) note(t time.Time) {
 }
 
 // acquire takes a global slot and one of host's slots, host first so that a
-// dispatch waiting for a busy host holds no global slot.
-func (e *Engine) acquire(ctx context.Context, host string) (release func(), err error) {
+// dispatch waiting for a busy host holds no global slot. waited reports
+// whether either was not free at once.
+func (e *Engine) acquire(ctx context.Context, host string) (release func(), waited bool, err error) {
 	e.mu.Lock()
 	hs, ok := e.hosts[host]
 	if !ok {
@@ -477,18 +478,28 @@ func (e *Engine) acquire(ctx context.Context, host string) (release func(), err 
 		e.hosts[host] = hs
 	}
 	e.mu.Unlock()
-	select {
-	case hs <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	take := func(c chan struct{}) error {
+		select {
+		case c <- struct{}{}:
+			return nil
+		default:
+		}
+		waited = true
+		select {
+		case c <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
+	if err := take(hs); err != nil {
+		return nil, waited, err
+	}
+	if err := take(e.slots); err != nil {
 		<-hs
-		return nil, ctx.Err()
+		return nil, waited, err
 	}
-	return func() { <-e.slots; <-hs }, nil
+	return func() { <-e.slots; <-hs }, waited, nil
 }
 
 // MutateNow mutates the named deckies at once (all rotatable deckies when no
@@ -594,32 +605,37 @@ func (e *Engine) Plan(ctx context.Context, name string) (Plan, error) {
 // mutate performs one attempt on d (claimed by the caller) and records it.
 func (e *Engine) mutate(ctx context.Context, d repository.Decky, trigger, actor string) Result {
 	res := Result{Decky: d.Name, HostUUID: d.HostUUID, Trigger: trigger, Actor: actor, Old: slices.Clone(d.Services)}
-	release, err := e.acquire(ctx, d.HostUUID)
+	release, waited, err := e.acquire(ctx, d.HostUUID)
 	if err != nil {
 		res.Err = err
 		return res // nothing was attempted
 	}
 	defer release()
 
-	// The row may have changed while this dispatch waited for a slot.
-	fresh, err := e.store.GetDecky(ctx, d.Name)
-	if err != nil {
-		if ctx.Err() != nil {
-			res.Err = err
-			return res
+	// The row may have changed while this dispatch waited for a slot. If
+	// it waited, read it again: a decky moved to another host, torn down or
+	// mutated meanwhile must not be dispatched from the stale row. (Changes
+	// after this read are caught by UpdateDecky's version check.)
+	if waited {
+		fresh, err := e.store.GetDecky(ctx, d.Name)
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Err = err
+				return res
+			}
+			if errors.Is(err, decnet.ErrNotFound) {
+				res.Err = fmt.Errorf("decky deleted before dispatch: %w", err)
+				return res
+			}
+			return e.failed(ctx, res, d.State, fmt.Errorf("read decky: %w", err))
 		}
-		if errors.Is(err, decnet.ErrNotFound) {
-			res.Err = fmt.Errorf("decky deleted before dispatch: %w", err)
-			return res
-		}
-		return e.failed(ctx, res, d.State, fmt.Errorf("read decky: %w", err))
-	}
-	d = fresh
-	res.HostUUID, res.Old = d.HostUUID, slices.Clone(d.Services)
-	if trigger == TriggerScheduled {
-		if iv := e.effectiveInterval(d); iv <= 0 || d.LastMutated.Add(iv).After(e.clock.Now()) || !rotatable(d.State) {
-			res.Err = decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q is no longer due", d.Name)
-			return res
+		d = fresh
+		res.HostUUID, res.Old = d.HostUUID, slices.Clone(d.Services)
+		if trigger == TriggerScheduled {
+			if iv := e.effectiveInterval(d); iv <= 0 || d.LastMutated.Add(iv).After(e.clock.Now()) || !rotatable(d.State) {
+				res.Err = decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q is no longer due", d.Name)
+				return res
+			}
 		}
 	}
 
@@ -708,6 +724,12 @@ func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) 
 		}
 		if d, err = e.store.GetDecky(rctx, d.Name); err != nil {
 			break
+		}
+		if d.HostUUID != res.HostUUID {
+			// Moved while the dispatch ran: the services went to the old
+			// host; the decky's new host has not been mutated.
+			return e.failed(ctx, res, d.State, decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
+				"decky %q moved to host %q during its mutation on %q", d.Name, d.HostUUID, res.HostUUID))
 		}
 	}
 	if err != nil {

@@ -684,3 +684,73 @@ func TestShutdownGrace(t *testing.T) {
 		}
 	})
 }
+
+// A dispatch that waited for its host's slot reads the decky again, so a
+// decky reassigned meanwhile goes to its new host.
+func TestWaitingDispatchSeesReassignment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		h1, h2 := addHost(t, st, "one"), addHost(t, st, "two")
+		createDecky(t, st, "a1", []string{"ssh"}, onHost(h1.UUID), withInterval(time.Minute))
+		createDecky(t, st, "a2", []string{"ssh"}, onHost(h1.UUID), withInterval(time.Minute))
+		one, two := newRecorder("one"), newRecorder("two")
+		one.block = make(chan struct{})
+		res := mutator.ResolverFunc(func(_ context.Context, d repository.Decky) (mutator.Target, error) {
+			if d.HostUUID == h1.UUID {
+				return one, nil
+			}
+			return two, nil
+		})
+		e := mustEngine(t, mutator.Config{Store: st, Resolver: res, Chooser: chooser(t, 14), HostConcurrency: 1})
+		runEngine(t, e)
+		time.Sleep(time.Minute)
+		synctest.Wait() // a1 holds host one's only slot; a2 waits for it
+		if n := len(one.Calls("")); n != 1 {
+			t.Fatalf("host one got %d calls, want 1", n)
+		}
+		waiting := one.Calls("")[0].Decky
+		moved := map[string]string{"a1": "a2", "a2": "a1"}[waiting]
+		d := getDecky(t, st, moved)
+		if _, err := st.AssignDecky(t.Context(), moved, h2.UUID, d.Version); err != nil {
+			t.Fatal(err)
+		}
+		close(one.block)
+		synctest.Wait()
+		if n := len(two.Calls(moved)); n != 1 {
+			t.Errorf("moved decky %s dispatched %d times to its new host, want 1", moved, n)
+		}
+		if n := len(one.Calls(moved)); n != 0 {
+			t.Errorf("moved decky %s dispatched %d times to its old host", moved, n)
+		}
+		if evs := events(t, st, moved); len(evs) != 1 || evs[0].HostUUID != h2.UUID || evs[0].Outcome != mutator.OutcomeOK {
+			t.Errorf("moved decky events %+v", evs)
+		}
+	})
+}
+
+// A decky moved while its dispatch runs is not recorded as mutated on its
+// new host.
+func TestMovedDuringDispatch(t *testing.T) {
+	st := openStore(t)
+	h1, h2 := addHost(t, st, "one"), addHost(t, st, "two")
+	createDecky(t, st, "a1", []string{"ssh"}, onHost(h1.UUID))
+	target := mutator.TargetFunc(func(ctx context.Context, name string, _ []string, _ bool) error {
+		d, err := st.GetDecky(ctx, name)
+		if err != nil {
+			return err
+		}
+		_, err = st.AssignDecky(ctx, name, h2.UUID, d.Version)
+		return err
+	})
+	e := mustEngine(t, mutator.Config{Store: st, Resolver: resolveTo(target), Chooser: chooser(t, 15)})
+	if _, err := e.MutateNow(t.Context(), "a1"); !errors.Is(err, decnet.ErrConflict) {
+		t.Fatalf("MutateNow = %v, want ErrConflict", err)
+	}
+	d := getDecky(t, st, "a1")
+	if !slices.Equal(d.Services, []string{"ssh"}) || d.HostUUID != h2.UUID || d.State != repository.DeckyRunning {
+		t.Errorf("decky after a move during dispatch: %v on %s, %s", d.Services, d.HostUUID, d.State)
+	}
+	if evs := events(t, st, "a1"); len(evs) != 1 || evs[0].Outcome != mutator.OutcomeFailed || evs[0].HostUUID != h1.UUID {
+		t.Errorf("events %+v", evs)
+	}
+}
