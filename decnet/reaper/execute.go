@@ -300,7 +300,17 @@ func (r *run) deletePaths(ctx context.Context) []Failure {
 	defer root.Close()
 	var fails []Failure
 	for _, pat := range r.plan.Delete {
-		matches, err := fs.Glob(root.FS(), strings.TrimPrefix(pat, "/"))
+		rel := strings.TrimPrefix(pat, "/")
+		// fs.Glob skips directories it cannot read; say so when the
+		// pattern's literal parent exists but cannot be read (for instance
+		// a symlink leading out of Root).
+		if dir := path.Dir(rel); literalPrefix(dir) == dir {
+			if _, err := fs.ReadDir(root.FS(), dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				fails = append(fails, Failure{Item: pat, Err: err})
+				continue
+			}
+		}
+		matches, err := fs.Glob(root.FS(), rel)
 		if err != nil {
 			fails = append(fails, Failure{Item: pat, Err: err})
 			continue

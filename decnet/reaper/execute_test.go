@@ -181,6 +181,16 @@ func TestExecuteDoesNotTraverseSymlinkedParents(t *testing.T) {
 	if len(res.Removed) != 0 {
 		t.Fatalf("removed %v", res.Removed)
 	}
+	// The patterns that could not be followed are reported, not silently
+	// skipped.
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Item)
+	}
+	want := []string{"/etc/decnet", "/usr/local/bin/decnet*", "/etc/systemd/system/decnet-*.service", "/etc/systemd/system/decnet-*.timer"}
+	if d := cmp.Diff(want, failed); d != "" {
+		t.Errorf("failures (-want +got):\n%s", d)
+	}
 }
 
 func TestExecuteInvalidPlanDoesNothing(t *testing.T) {
