@@ -531,3 +531,36 @@ func TestCrashDuringSave(t *testing.T) {
 		t.Fatal("the new state was never observed: no save completed before a kill")
 	}
 }
+
+func TestSaveRejectionsChangeNothing(t *testing.T) {
+	s := openTemp(t)
+	want := bigState("keep", 2)
+	if err := s.Save(t.Context(), want); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(t.Context(), nil); !errors.Is(err, decnet.ErrInvalid) {
+		t.Errorf("Save(nil): %v, want ErrInvalid", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.Save(ctx, bigState("new", 1)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Save with a cancelled ctx: %v", err)
+	}
+	if err := s.Clear(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Clear with a cancelled ctx: %v", err)
+	}
+	after, err := os.ReadFile(s.Path())
+	if err != nil || string(after) != string(before) {
+		t.Fatalf("a rejected Save or Clear changed the file (%v)", err)
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	for _, e := range entries {
+		if e.Name() != FileName {
+			t.Errorf("unexpected %s left behind", e.Name())
+		}
+	}
+}
