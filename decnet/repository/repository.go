@@ -78,6 +78,13 @@ type Host struct {
 }
 
 // Decky is a decky's desired state plus its last known runtime state.
+//
+// The top-level fields are authoritative and the repository keeps Spec in
+// step with them (Spec.Name, Services, HostUUID, MutateInterval and
+// LastMutated always equal the top-level values on a returned Decky). On
+// write, an empty top-level Name, Services, MutateInterval or LastMutated
+// (and, on create, HostUUID) is taken from Spec, so a caller may pass a
+// bare decnet.Decky in Spec.
 type Decky struct {
 	Name     string       // unique swarm-wide
 	HostUUID string       // empty: master-resident (unihost, or not yet assigned)
@@ -192,15 +199,18 @@ func (e *SchemaVersionError) Unwrap() error { return decnet.ErrConflict }
 
 // Repository is the master's store. Implementations are safe for concurrent use.
 type Repository interface {
-	// AddHost inserts h (UUID generated when empty, Version 1). A duplicate
-	// name, UUID or fingerprint is ErrConflict.
+	// AddHost inserts h (UUID generated when empty, Version 1, Status
+	// HostEnrolled when empty, AgentPort DefaultAgentPort when zero,
+	// EnrolledAt now when zero). A duplicate name, UUID or fingerprint is
+	// ErrConflict; an invalid field is ErrInvalid and nothing is written.
 	AddHost(ctx context.Context, h Host) (Host, error)
 	GetHost(ctx context.Context, uuid string) (Host, error)
 	GetHostByName(ctx context.Context, name string) (Host, error)
 	GetHostByFingerprint(ctx context.Context, fingerprint string) (Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
 	// UpdateHost writes every field of h if h.Version is current and returns
-	// the row with its new version.
+	// the row with its new version. Stale version or a name or fingerprint
+	// taken by another host: ErrConflict; unknown UUID: ErrNotFound.
 	UpdateHost(ctx context.Context, h Host) (Host, error)
 	// DeleteHost deletes the host and all its deckies in one transaction.
 	DeleteHost(ctx context.Context, uuid string) error
@@ -212,22 +222,27 @@ type Repository interface {
 	// writes each listed decky's runtime state, in one transaction.
 	RecordHeartbeat(ctx context.Context, hb Heartbeat) error
 
-	// CreateDecky inserts d (Version 1). A duplicate name is ErrConflict; a
-	// HostUUID naming no host is ErrNotFound.
+	// CreateDecky inserts d (Version 1, State DeckyPending when empty,
+	// LastMutated = CreatedAt when zero). A duplicate name is ErrConflict; a
+	// HostUUID naming no host is ErrNotFound; an invalid field (name,
+	// services, state, negative interval, spec) is ErrInvalid.
 	CreateDecky(ctx context.Context, d Decky) (Decky, error)
 	GetDecky(ctx context.Context, name string) (Decky, error)
 	ListDeckies(ctx context.Context, f DeckyFilter) ([]Decky, error)
 	// UpdateDecky writes d's desired and runtime fields if d.Version is
-	// current. A different HostUUID than stored is ErrConflict: use AssignDecky.
+	// current (a zero LastMutated keeps the stored one; State must be set).
+	// A different HostUUID than stored is ErrConflict: use AssignDecky.
 	UpdateDecky(ctx context.Context, d Decky) (Decky, error)
 	// AssignDecky moves the decky to hostUUID ("" = master-resident) if
-	// version is current.
+	// version is current; an unknown host is ErrNotFound. It is the only
+	// method that changes a decky's host.
 	AssignDecky(ctx context.Context, name, hostUUID string, version int64) (Decky, error)
 	// SetDeckyState writes only the runtime state and last error.
 	SetDeckyState(ctx context.Context, name string, state DeckyState, lastError string) error
 	DeleteDecky(ctx context.Context, name string) error
 	// ListDue returns the deckies whose effective interval (their own, else
 	// defaultInterval) is non-zero and has elapsed at t: t - LastMutated >= interval.
+	// Ordered by name; a negative defaultInterval is ErrInvalid.
 	ListDue(ctx context.Context, t time.Time, defaultInterval time.Duration) ([]Decky, error)
 	// NextDue returns the earliest time any decky becomes due; ok is false
 	// when none ever will.
@@ -239,6 +254,8 @@ type Repository interface {
 	// Unknown: ErrNotFound; already used: ErrConflict; expired: ErrUnauthorized.
 	ConsumeToken(ctx context.Context, hash string, now time.Time) (JoinToken, error)
 
+	// DenyFingerprint records d (DeniedAt now when zero); denying an already
+	// denied fingerprint succeeds and keeps the first record.
 	DenyFingerprint(ctx context.Context, d DeniedFingerprint) error
 	IsDenied(ctx context.Context, fingerprint string) (bool, error)
 
