@@ -23,6 +23,9 @@ const DefaultSpawnDir = "/var/tmp"
 // DefaultExecutable is the executable Spawn copies: the running one.
 const DefaultExecutable = "/proc/self/exe"
 
+// stNoExec is statfs(2)'s ST_NOEXEC mount flag.
+const stNoExec = 0x8
+
 // File names inside the reaper's temporary directory.
 const (
 	CopyName     = "decnet-reaper"
@@ -66,7 +69,8 @@ type Spawned struct {
 // decnet-reaper-<pid>.service (job mode fail), or, without systemd, as a
 // process in a new session with its standard streams on /dev/null that is
 // not waited for. It returns once the unit's start job is done or the
-// process has started. An invalid plan or options change nothing and wrap
+// process has started. An invalid plan or options, or a spawn directory the
+// plan would delete or on a noexec file system, change nothing and wrap
 // decnet.ErrInvalid; an existing unit of the same name wraps
 // decnet.ErrConflict.
 func Spawn(ctx context.Context, plan Plan, opts SpawnOptions) (Spawned, error) {
@@ -109,6 +113,11 @@ func Spawn(ctx context.Context, plan Plan, opts SpawnOptions) (Spawned, error) {
 	}
 	if plan.deletes(real) || plan.deletes(dir) {
 		return Spawned{}, decnet.Errorf(decnet.ErrInvalid, "spawn_dir", dir, "reaper directory %s would be deleted by the plan", dir)
+	}
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); err == nil && sfs.Flags&stNoExec != 0 {
+		return Spawned{}, decnet.Errorf(decnet.ErrInvalid, "spawn_dir", parent,
+			"spawn directory %s is on a noexec file system: the reaper's copy could not run", parent)
 	}
 	plan.Self = dir
 	if err := plan.Validate(); err != nil {

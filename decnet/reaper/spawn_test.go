@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,5 +302,25 @@ func TestSpawnDetachedOutlivesParent(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(spawnDir); len(entries) != 0 {
 		t.Errorf("the reaper's copy survived: %v", entries)
+	}
+}
+
+func TestSpawnRefusesNoexecDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOEXEC, "size=64m"); err != nil {
+		t.Skipf("cannot mount a noexec tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, 0) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &fakeStarter{result: "done"}
+	_, err = Spawn(t.Context(), testPlan(t.TempDir()), SpawnOptions{Dir: dir, Executable: exe, Starter: st})
+	if !errors.Is(err, decnet.ErrInvalid) {
+		t.Fatalf("Spawn into a noexec directory: %v, want ErrInvalid", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 || st.calls != 0 {
+		t.Fatalf("a refused spawn left %v and started %d units", entries, st.calls)
 	}
 }
