@@ -232,3 +232,68 @@ func sameServiceContainers(a, b map[string]engine.Container, decky string) bool 
 	}
 	return true
 }
+
+var _ mutator.LocalEngine = (*engine.Engine)(nil)
+
+// A master-resident decky is mutated through the local target on the
+// master's own engine: its base keeps running, its services change.
+func TestLocalTargetOnDocker(t *testing.T) {
+	dockertest.Require(t)
+	img := dockertest.Images(t)
+	project := dockertest.Project(t, "mutlocal")
+	network := dockertest.Network(t)
+	cat := dockertest.Catalog(t, img, "ssh", "http", "smtp")
+	eng := dockertest.NewEngine(t, engine.Config{Project: project, Catalog: cat, BaseImage: img.Pause})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	name := dockertest.Name(t, "home")
+	spec := decnet.Decky{Name: name, IP: dockertest.Addr(network.Subnet, 10), Services: []string{"ssh"}}
+	if err := eng.Apply(ctx, decnet.Config{Mode: decnet.ModeUnihost, Network: network, Deckies: []decnet.Decky{spec}}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	before := containers(t, eng)
+	st := openStore(t)
+	if _, err := st.CreateDecky(ctx, repository.Decky{Name: name, Spec: spec, Services: spec.Services, State: repository.DeckyRunning}); err != nil {
+		t.Fatal(err)
+	}
+	local, err := mutator.NewLocalTarget(mutator.LocalConfig{Engine: eng, Deckies: st, Network: network, Catalog: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := mutator.NewResolver(mutator.ResolverConfig{Hosts: st, Local: local,
+		NewClient: func(repository.Host) (mutator.AgentClient, error) { t.Fatal("no decky has a host"); return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := mutator.NewChooser(mutator.ChooserConfig{Catalog: cat, Archetypes: mutator.Archetypes{}, Rand: seeded(16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := mustEngine(t, mutator.Config{Store: st, Resolver: res, Chooser: ch})
+	out, err := e.MutateNow(ctx, name)
+	if err != nil {
+		t.Fatalf("MutateNow: %v", err)
+	}
+	after := containers(t, eng)
+	if after[name].ID != before[name].ID {
+		t.Errorf("base container recreated")
+	}
+	var got []string
+	for n, c := range after {
+		if c.Decky == name && c.Service != decnet.BaseContainerKey {
+			got = append(got, c.Service)
+			if c.State != decnet.ContainerRunning {
+				t.Errorf("%s is %s", n, c.State)
+			}
+		}
+	}
+	if !sameSet(got, out[0].New) || !sameSet(getDecky(t, st, name).Services, out[0].New) {
+		t.Errorf("containers run %v, the mutation chose %v", got, out[0].New)
+	}
+	svc, _ := cat.Lookup(out[0].New[0])
+	banner, err := dockertest.Banner(ctx, netip.AddrPortFrom(spec.IP, svc.Ports[0].Port).String())
+	if err != nil || banner != svc.Name+" "+name+" "+name {
+		t.Errorf("banner %q, %v", banner, err)
+	}
+}
