@@ -18,6 +18,11 @@ import (
 // DefaultSpawnDir is where Spawn creates the reaper's temporary directory:
 // outside every path the default plan deletes, and on a file system that
 // allows execution on common installs (/run is often mounted noexec).
+//
+// The transient unit runs in systemd's mount namespace: when the agent's
+// own unit has PrivateTmp= (which gives it a private /tmp and /var/tmp),
+// the copy would be invisible to the reaper unit, so such an agent must set
+// SpawnOptions.Dir to a directory it shares with the host.
 const DefaultSpawnDir = "/var/tmp"
 
 // DefaultExecutable is the executable Spawn copies: the running one.
