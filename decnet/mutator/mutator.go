@@ -124,6 +124,7 @@ type Engine struct {
 	inflight map[string]bool
 	hosts    map[string]chan struct{}
 	failures map[string]failure
+	overdue  map[string]bool // due at the last round and not mutated since
 	deadline time.Time // the time Run sleeps until; zero: none
 	hint     time.Time // earliest due time noted during a round; zero: none
 }
@@ -188,6 +189,7 @@ func New(cfg Config) (*Engine, error) {
 		inflight:  map[string]bool{},
 		hosts:     map[string]chan struct{}{},
 		failures:  map[string]failure{},
+		overdue:   map[string]bool{},
 	}
 	if cfg.DefaultInterval != nil {
 		e.interval = *cfg.DefaultInterval
@@ -367,12 +369,20 @@ func (e *Engine) startDue(ctx context.Context, wg *sync.WaitGroup, now time.Time
 	if err != nil {
 		return time.Time{}, fmt.Errorf("list due deckies: %w", err)
 	}
-	overdue := 0
+	overdue := make(map[string]bool, len(due))
+	for _, d := range due {
+		if rotatable(d.State) {
+			overdue[d.Name] = true
+		}
+	}
+	e.mu.Lock()
+	e.overdue = overdue
+	e.metrics.overdue.Set(float64(len(overdue)))
+	e.mu.Unlock()
 	for _, d := range due {
 		if !rotatable(d.State) {
 			continue
 		}
-		overdue++
 		if !e.claim(d.Name, now, false) {
 			continue
 		}
@@ -383,7 +393,6 @@ func (e *Engine) startDue(ctx context.Context, wg *sync.WaitGroup, now time.Time
 			e.mutate(ctx, d, TriggerScheduled, DefaultActor)
 		}()
 	}
-	e.metrics.overdue.Set(float64(overdue))
 
 	at, ok, err := e.store.NextDue(ctx, e.interval)
 	if err != nil {
@@ -409,8 +418,10 @@ func (e *Engine) scanNext(ctx context.Context) (time.Time, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	known := make(map[string]bool, len(all))
 	var next time.Time
 	for _, d := range all {
+		known[d.Name] = true
 		iv := e.effectiveInterval(d)
 		if iv <= 0 || !rotatable(d.State) || e.inflight[d.Name] {
 			continue
@@ -421,6 +432,11 @@ func (e *Engine) scanNext(ctx context.Context) (time.Time, error) {
 		}
 		if next.IsZero() || at.Before(next) {
 			next = at
+		}
+	}
+	for name := range e.failures {
+		if !known[name] {
+			delete(e.failures, name) // deleted deckies keep no backoff
 		}
 	}
 	return next, nil
@@ -740,6 +756,10 @@ func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) 
 	}
 	e.mu.Lock()
 	delete(e.failures, res.Decky)
+	if e.overdue[res.Decky] {
+		delete(e.overdue, res.Decky)
+		e.metrics.overdue.Set(float64(len(e.overdue)))
+	}
 	e.mu.Unlock()
 	e.metrics.mutations.WithLabelValues(OutcomeOK, res.Trigger).Inc()
 	e.appendEvent(rctx, res, now)

@@ -216,6 +216,9 @@ func TestMutateNowNotDue(t *testing.T) {
 		if got := counter(t, reg, mutator.MetricMutations, map[string]string{"outcome": "ok", "trigger": "scheduled"}); got != 4 {
 			t.Errorf("scheduled mutations metric = %v, want 4", got)
 		}
+		if got := gauge(t, reg, mutator.MetricOverdue); got != 0 {
+			t.Errorf("overdue gauge = %v after every due decky was rotated, want 0", got)
+		}
 	})
 }
 
