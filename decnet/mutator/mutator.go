@@ -125,8 +125,8 @@ type Engine struct {
 	hosts    map[string]chan struct{}
 	failures map[string]failure
 	overdue  map[string]bool // due at the last round and not mutated since
-	deadline time.Time // the time Run sleeps until; zero: none
-	hint     time.Time // earliest due time noted during a round; zero: none
+	deadline time.Time       // the time Run sleeps until; zero: none
+	hint     time.Time       // earliest due time noted during a round; zero: none
 }
 
 type failure struct {
