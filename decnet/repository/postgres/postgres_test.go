@@ -155,6 +155,11 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := postgres.Open(t.Context(), ""); !errors.Is(err, decnet.ErrInvalid) {
 		t.Fatalf("empty DSN: %v, want ErrInvalid", err)
 	}
+	if _, err := postgres.Open(t.Context(), "postgres://u:secret@127.0.0.1:1/x?sslmode=bogus"); !errors.Is(err, decnet.ErrInvalid) {
+		t.Fatalf("malformed DSN: %v, want ErrInvalid", err)
+	} else if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error echoes the password: %v", err)
+	}
 	if _, err := postgres.Open(t.Context(), "postgres://u:secret@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"); !errors.Is(err, decnet.ErrUnavailable) {
 		t.Fatalf("unreachable server: %v, want ErrUnavailable", err)
 	} else if strings.Contains(err.Error(), "secret") {

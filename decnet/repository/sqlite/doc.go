@@ -7,6 +7,11 @@
 // transaction starts with BEGIN IMMEDIATE, so concurrent writers queue
 // instead of failing with SQLITE_BUSY; readers never wait for writers.
 //
+// The database file is created owner-only (0600): it holds per-service
+// settings, which may be secrets. synchronous=NORMAL is used, the usual
+// choice with WAL: a crash of the process loses nothing, a power failure may
+// lose the last transactions but never corrupts the file.
+//
 // Opening a database applies the embedded migrations (migrations/*.sql),
 // each in its own transaction, recorded in schema_migrations; a database
 // migrated by a newer release is refused with *repository.SchemaVersionError.

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -179,5 +180,27 @@ func TestOpenRejectsEmptyPath(t *testing.T) {
 	_, err := sqlite.Open(t.Context(), "")
 	if !errors.Is(err, decnet.ErrInvalid) {
 		t.Fatalf("Open(\"\"): %v, want ErrInvalid", err)
+	}
+}
+
+func TestDatabaseFilesAreOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "decnet.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.AddHost(t.Context(), repository.Host{Name: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Fatalf("%s has mode %v, want owner-only", filepath.Base(p), fi.Mode().Perm())
+		}
 	}
 }
