@@ -1,22 +1,25 @@
 // Command engine benchmarks decnet's engine against the compose CLI and
 // against the floor of bare Engine API calls, on the local Docker daemon:
 //
-//	go run ./bench/engine [-deckies 20] [-runs 3] [-mutations 7]
+//	go run ./bench/engine [-deckies 20] [-runs 5] [-mutations 9] [-concurrency N]
 //
-// Scenarios, each timed in the same run, interleaved:
-//   - deploy: N deckies × 3 services (ssh, http, ftp) from nothing;
-//   - mutate: one decky of the deployed fleet swaps 2 of its 3 services
-//     ({ssh,http,ftp} ↔ {ssh,smtp,telnet}).
+// Scenarios, timed in the same run:
+//   - deploy: N deckies × 3 services (ssh, http, ftp) from nothing, -runs
+//     times per contender, contenders interleaved (floor, engine, compose);
+//   - mutate: on the last deployed fleets, one decky swaps 2 of its 3
+//     services ({ssh,http,ftp} ↔ {ssh,smtp,telnet}), -mutations times,
+//     interleaved (engine on decky 0, floor on decky 1 of the engine's
+//     fleet, compose on decky 0 of its own fleet).
 //
-// For each: (a) engine.Apply / engine.ApplyDecky; (b) `docker-compose -p P
-// -f <file rendered by package compose> up -d --remove-orphans` (or `docker
-// compose` when the plugin exists); (c) the floor: raw HTTP calls to the
-// Engine API over the socket for just the containers that change (deploy:
-// create+start every container, services after their base, all deckies at
-// once; mutate: remove the 2 old services, then create+start the 2 new, each
-// pair concurrently). Images are built locally from internal/testdecoy;
-// everything created is removed at the end. The last lines print medians and
-// ratios.
+// Contenders: (a) engine.Apply / engine.ApplyDecky; (b) `docker-compose -p P
+// -f <file rendered by the engine> up -d --remove-orphans` (`docker compose`
+// when the plugin exists); (c) the floor: raw HTTP calls to the Engine API
+// over the socket for just the containers that change, with the same
+// container specs (deploy: create the network, create+start every base and
+// then its services, all deckies at once; mutate: remove the 2 old services,
+// then create+start the 2 new, each pair concurrently). Images are built
+// locally from internal/testdecoy; everything created is removed at the end.
+// The last lines print medians and ratios.
 package main
 
 import (
@@ -73,7 +76,7 @@ type bench struct {
 
 func run() error {
 	deckies := flag.Int("deckies", 20, "deckies in the deploy scenario")
-	runs := flag.Int("runs", 3, "deploy runs per contender")
+	runs := flag.Int("runs", 5, "deploy runs per contender")
 	mutations := flag.Int("mutations", 9, "mutations per contender")
 	conc := flag.Int("concurrency", 0, "engine Concurrency (0 = the engine's default)")
 	flag.Parse()
