@@ -197,6 +197,8 @@ func (e *Engine) reconcile(ctx context.Context, p *types.Project, d compose.Deck
 	if df.noop() {
 		return nil
 	}
+	e.log.InfoContext(ctx, "decky_reconcile", "decky", d.Name, "base_recreated", df.recreateBase,
+		"removed", len(df.remove), "created", len(df.create), "started", len(df.start))
 	if err := e.removeAll(ctx, df.remove); err != nil {
 		return err
 	}

@@ -230,3 +230,38 @@ func TestComposeCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestForeignNameConflict: a decky whose container name is taken by another
+// project's container fails with ErrConflict and leaves that container alone;
+// RemoveProject removes one project only.
+func TestForeignNameConflict(t *testing.T) {
+	f := newFixture(t, "owner")
+	ctx := testCtx(t)
+	name := dockertest.Name(t, "dup")
+	cfg := decnet.Config{Mode: decnet.ModeUnihost, Network: f.net, Deckies: []decnet.Decky{{Name: name, Services: []string{"ssh"}}}}
+	if err := f.eng.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	owned := idsByName(t, f)
+
+	other := dockertest.Project(t, "intruder")
+	eng := dockertest.NewEngine(t, engine.Config{Project: other, Catalog: dockertest.Catalog(t, f.img), BaseImage: f.img.Pause})
+	err := eng.Apply(ctx, cfg)
+	var ae *engine.ApplyError
+	if !errors.As(err, &ae) || !errors.Is(ae.Deckies[name], decnet.ErrConflict) {
+		t.Fatalf("Apply in another project = %v, want ErrConflict for %s", err, name)
+	}
+	if after := idsByName(t, f); !mapsEqual(owned, after) {
+		t.Fatalf("the owner's containers changed: %v -> %v", owned, after)
+	}
+	if err := f.admin.RemoveProject(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if after := idsByName(t, f); !mapsEqual(owned, after) {
+		t.Fatalf("RemoveProject(%s) touched project %s: %v -> %v", other, f.project, owned, after)
+	}
+	projects, err := f.admin.Projects(ctx)
+	if err != nil || !slices.Contains(projects, f.project) || slices.Contains(projects, other) {
+		t.Fatalf("Projects = %v, %v", projects, err)
+	}
+}
