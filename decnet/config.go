@@ -308,9 +308,15 @@ func (d Decky) validate(v *ValidationError, cat *Catalog) {
 	if d.BaseImage != "" && strings.ContainsAny(d.BaseImage, " \t\n") {
 		v.Add("base_image", "%q is not a valid image reference", d.BaseImage)
 	}
+	// Settings may be kept for services the decky is not running now (the
+	// mutator rotates services in and out), so a key only has to name a
+	// service that can exist.
 	for svc, kv := range d.ServiceConfig {
-		if !slices.Contains(d.Services, svc) && (cat == nil || !cat.Has(svc)) {
-			v.Add("service_config."+svc, "not a service of this decky or the catalog")
+		switch {
+		case !ValidServiceName(svc):
+			v.Add("service_config."+svc, "%q is not a valid service name", svc)
+		case cat != nil && !cat.Has(svc) && !slices.Contains(d.Services, svc):
+			v.Add("service_config."+svc, "not a service of the catalog")
 		}
 		for k := range kv {
 			if !ValidEnvKey(k) {

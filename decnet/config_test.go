@@ -79,6 +79,9 @@ func TestValidationReportsEveryProblemWithItsPath(t *testing.T) {
 		{"bad env key", func(c *decnet.Config) {
 			c.Deckies[0].ServiceConfig = map[string]map[string]string{"ssh": {"BAD KEY": "x"}}
 		}, []string{"deckies[0].service_config.ssh.BAD KEY"}},
+		{"service_config for unknown service", func(c *decnet.Config) {
+			c.Deckies[0].ServiceConfig = map[string]map[string]string{"gopher": {"K": "x"}}
+		}, []string{"deckies[0].service_config.gopher"}},
 		{"negative interval", func(c *decnet.Config) { c.Deckies[0].MutateInterval = decnet.Interval(-time.Second) }, []string{"deckies[0].mutate_interval"}},
 		{"mode", func(c *decnet.Config) { c.Mode = "cluster" }, []string{"mode"}},
 		{"driver", func(c *decnet.Config) { c.Network.Driver = "overlay" }, []string{"network.driver"}},
@@ -101,6 +104,20 @@ func TestValidationReportsEveryProblemWithItsPath(t *testing.T) {
 				t.Errorf("problem fields (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestServiceConfigMayNameServicesNotRunningNow(t *testing.T) {
+	d := decnet.Decky{Name: "a", Services: []string{"ssh"}, ServiceConfig: map[string]map[string]string{"mysql": {"MYSQL_ROOT_PASSWORD": "x"}}}
+	if err := d.Validate(decnet.DefaultCatalog()); err != nil {
+		t.Fatalf("settings for a catalog service the decky may rotate into: %v", err)
+	}
+	if err := d.Validate(nil); err != nil {
+		t.Fatalf("without a catalog: %v", err)
+	}
+	d.ServiceConfig["../x"] = map[string]string{"K": "v"}
+	if err := d.Validate(nil); !errors.Is(err, decnet.ErrInvalid) {
+		t.Fatalf("invalid service name in service_config accepted: %v", err)
 	}
 }
 

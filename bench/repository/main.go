@@ -11,22 +11,16 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/decnet-swarm/sdk/decnet/repository/postgres"
 	"github.com/decnet-swarm/sdk/decnet/repository/sqlite"
@@ -109,34 +103,17 @@ func benchPostgres(ctx context.Context, c config, f fleet, out io.Writer) error 
 // openPostgresSchema opens a store in a fresh schema; cleanup closes it and
 // drops the schema.
 func openPostgresSchema(ctx context.Context, dsn string) (*postgres.Store, func(), error) {
-	u, err := url.Parse(dsn)
-	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
-		return nil, nil, errors.New("-postgres must be a postgres:// URL")
-	}
-	admin, err := sql.Open("pgx", dsn)
+	scoped, drop, err := postgres.ScratchSchema(ctx, dsn, "dnb_repo")
 	if err != nil {
 		return nil, nil, err
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "dnb_repo_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		admin.Close()
-		return nil, nil, fmt.Errorf("create schema: %w", err)
-	}
-	drop := func() {
-		_, _ = admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		admin.Close()
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := postgres.Open(ctx, u.String())
+	dropNow := func() { _ = drop(context.Background()) }
+	s, err := postgres.Open(ctx, scoped)
 	if err != nil {
-		drop()
+		dropNow()
 		return nil, nil, err
 	}
-	return s, func() { s.Close(); drop() }, nil
+	return s, func() { s.Close(); dropNow() }, nil
 }
 
 func benchStore(ctx context.Context, backend string, s store, c config, f fleet, out io.Writer) error {
