@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
@@ -19,9 +20,16 @@ type AgentClient interface {
 }
 
 // AgentTarget mutates deckies through a worker agent.
+//
+// Until its first call succeeds, it lets one call through at a time, so that
+// concurrent first dispatches to a worker share the connection the first
+// one opens (one TLS handshake per worker) instead of each dialling its own.
 type AgentTarget struct {
 	name   string
 	client AgentClient
+
+	warm   atomic.Bool
+	warmMu sync.Mutex
 }
 
 // NewAgentTarget returns a target that mutates through client, labelled
@@ -38,10 +46,15 @@ func (t *AgentTarget) TargetName() string { return t.name }
 // agent that reports other services than the ones sent fails with
 // decnet.ErrConflict.
 func (t *AgentTarget) Mutate(ctx context.Context, deckyID string, services []string, dryRun bool) error {
+	if !t.warm.Load() {
+		t.warmMu.Lock()
+		defer t.warmMu.Unlock()
+	}
 	res, err := t.client.Mutate(ctx, deckyID, services, agentclient.MutateOptions{DryRun: dryRun})
 	if err != nil {
 		return err
 	}
+	t.warm.Store(true)
 	if !dryRun && !equalSet(res.Services, sortedSet(services)) {
 		return decnet.Errorf(decnet.ErrConflict, "decky", deckyID,
 			"worker %s reports services %v for decky %q after mutating to %v", t.name, res.Services, deckyID, services)
