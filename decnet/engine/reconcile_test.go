@@ -265,3 +265,34 @@ func TestForeignNameConflict(t *testing.T) {
 		t.Fatalf("Projects = %v, %v", projects, err)
 	}
 }
+
+// TestNetworkDrift: a network whose settings changed is replaced by Apply
+// (its deckies move to the new subnet) and refused by ApplyDecky.
+func TestNetworkDrift(t *testing.T) {
+	f := newFixture(t, "drift")
+	ctx := testCtx(t)
+	name := dockertest.Name(t, "mv")
+	cfg := decnet.Config{Mode: decnet.ModeUnihost, Network: f.net,
+		Deckies: []decnet.Decky{{Name: name, IP: dockertest.Addr(f.net.Subnet, 40), Services: []string{"ssh"}}}}
+	if err := f.eng.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	moved := cfg
+	moved.Network.Subnet = dockertest.Subnet(t)
+	moved.Network.Gateway = dockertest.Addr(moved.Network.Subnet, 1)
+	moved.Deckies = []decnet.Decky{cfg.Deckies[0].Clone()}
+	moved.Deckies[0].IP = dockertest.Addr(moved.Network.Subnet, 40)
+	if err := f.eng.ApplyDecky(ctx, moved, name); !errors.Is(err, decnet.ErrConflict) {
+		t.Fatalf("ApplyDecky on a drifted network = %v, want ErrConflict", err)
+	}
+	if err := f.eng.Apply(ctx, moved); err != nil {
+		t.Fatalf("Apply on a drifted network: %v", err)
+	}
+	st, err := f.eng.Status(ctx, moved)
+	if err != nil || !st[0].Running || st[0].IP != moved.Deckies[0].IP.String() {
+		t.Fatalf("status after the move = %+v, %v", st, err)
+	}
+	if b, err := dockertest.Banner(ctx, moved.Deckies[0].IP.String()+":22"); err != nil || !strings.HasPrefix(b, "ssh "+name) {
+		t.Fatalf("banner on the new address = %q, %v", b, err)
+	}
+}
