@@ -400,12 +400,11 @@ func (e *Engine) Teardown(ctx context.Context, name string) error {
 // container ("base" and each service → Docker's state, or "absent") and
 // whether all of them run. IP is the decky's fixed address or, when the
 // daemon allocated one, the base container's address.
+//
+// Status only reads: it does not validate cfg against the catalog, so a
+// fleet whose services left the catalog still reports (as absent).
 func (e *Engine) Status(ctx context.Context, cfg decnet.Config) ([]decnet.DeckyStatus, error) {
-	p, err := compose.Render(cfg, e.opts)
-	if err != nil {
-		return nil, err
-	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+p.Name)
+	have, err := e.list(ctx, compose.ComposeProject+"="+e.project)
 	if err != nil {
 		return nil, err
 	}

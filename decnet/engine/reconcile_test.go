@@ -180,6 +180,12 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 	if slices.Contains(subnets, f.net.Subnet) {
 		t.Fatalf("network %s was created for rejected input", f.net.Subnet)
 	}
+	// Status only reads, even for a fleet the catalog no longer covers.
+	st, err := f.eng.Status(ctx, decnet.Config{Mode: decnet.ModeUnihost, Network: f.net,
+		Deckies: []decnet.Decky{{Name: name, Services: []string{"gopher"}}}})
+	if err != nil || len(st) != 1 || st[0].Running || st[0].Containers["gopher"] != decnet.ContainerAbsent {
+		t.Fatalf("Status of an undeployable fleet = %+v, %v", st, err)
+	}
 	ok := decnet.Config{Mode: decnet.ModeUnihost, Network: f.net, Deckies: []decnet.Decky{{Name: name, Services: []string{"ssh"}}}}
 	if err := f.eng.ApplyDecky(ctx, ok, "not-in-config"); !errors.Is(err, decnet.ErrNotFound) {
 		t.Fatalf("ApplyDecky of an unknown decky = %v, want ErrNotFound", err)
