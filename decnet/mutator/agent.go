@@ -28,14 +28,14 @@ type AgentTarget struct {
 	name   string
 	client AgentClient
 
-	warm   atomic.Bool
-	warmMu sync.Mutex
+	warm atomic.Bool
+	gate chan struct{} // held by the one call allowed through while cold
 }
 
 // NewAgentTarget returns a target that mutates through client, labelled
 // name (the worker's name) in events and plans.
 func NewAgentTarget(name string, client AgentClient) *AgentTarget {
-	return &AgentTarget{name: name, client: client}
+	return &AgentTarget{name: name, client: client, gate: make(chan struct{}, 1)}
 }
 
 // TargetName returns the worker's name.
@@ -47,8 +47,12 @@ func (t *AgentTarget) TargetName() string { return t.name }
 // decnet.ErrConflict.
 func (t *AgentTarget) Mutate(ctx context.Context, deckyID string, services []string, dryRun bool) error {
 	if !t.warm.Load() {
-		t.warmMu.Lock()
-		defer t.warmMu.Unlock()
+		select {
+		case t.gate <- struct{}{}:
+			defer func() { <-t.gate }()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the first call to %s: %w: %w", t.name, decnet.ErrUnavailable, ctx.Err())
+		}
 	}
 	res, err := t.client.Mutate(ctx, deckyID, services, agentclient.MutateOptions{DryRun: dryRun})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/decnet-swarm/sdk/decnet"
 )
@@ -39,7 +38,7 @@ type LocalTarget struct {
 	network decnet.Network
 	catalog *decnet.Catalog
 	name    string
-	mu      sync.Mutex
+	serial  chan struct{} // one apply at a time
 }
 
 // NewLocalTarget checks cfg and returns the local target. A missing engine
@@ -58,7 +57,8 @@ func NewLocalTarget(cfg LocalConfig) (*LocalTarget, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	t := &LocalTarget{engine: cfg.Engine, deckies: cfg.Deckies, network: cfg.Network, catalog: cfg.Catalog, name: cfg.Name}
+	t := &LocalTarget{engine: cfg.Engine, deckies: cfg.Deckies, network: cfg.Network, catalog: cfg.Catalog, name: cfg.Name,
+		serial: make(chan struct{}, 1)}
 	if t.catalog == nil {
 		t.catalog = decnet.DefaultCatalog()
 	}
@@ -94,7 +94,11 @@ func (t *LocalTarget) Mutate(ctx context.Context, deckyID string, services []str
 	if dryRun {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	select {
+	case t.serial <- struct{}{}:
+		defer func() { <-t.serial }()
+	case <-ctx.Done():
+		return fmt.Errorf("local target: wait for the engine: %w: %w", decnet.ErrUnavailable, ctx.Err())
+	}
 	return t.engine.ApplyDecky(ctx, cfg, deckyID)
 }

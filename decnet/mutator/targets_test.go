@@ -6,7 +6,9 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
@@ -127,3 +129,63 @@ var _ mutator.NamedTarget = (*mutator.AgentTarget)(nil)
 var _ mutator.NamedTarget = (*mutator.LocalTarget)(nil)
 var _ mutator.AgentClient = (*agentclient.Client)(nil)
 var _ mutator.Store = repository.Repository(nil)
+
+// blockingAgent is an agent client whose calls wait for release.
+type blockingAgent struct {
+	release  chan struct{}
+	fail     atomic.Bool
+	inflight atomic.Int32
+	max      atomic.Int32
+	calls    atomic.Int32
+}
+
+func (b *blockingAgent) Mutate(ctx context.Context, decky string, services []string, _ agentclient.MutateOptions) (agentclient.MutateResult, error) {
+	n := b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	b.calls.Add(1)
+	if n > b.max.Load() {
+		b.max.Store(n)
+	}
+	<-b.release
+	if b.fail.Load() {
+		return agentclient.MutateResult{}, errWorkerDown
+	}
+	return agentclient.MutateResult{DeckyID: decky, Services: services}, nil
+}
+
+// Until a first call succeeds, an agent target sends one call at a time
+// (so they share the first connection); afterwards calls run concurrently.
+func TestAgentTargetWarmsUpAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &blockingAgent{release: make(chan struct{})}
+		b.fail.Store(true)
+		tg := mutator.NewAgentTarget("w", b)
+		var wg sync.WaitGroup
+		call := func() {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = tg.Mutate(t.Context(), "d", []string{"ssh"}, false) }()
+		}
+		call()
+		call()
+		synctest.Wait()
+		if got := b.inflight.Load(); got != 1 {
+			t.Fatalf("%d cold calls in flight at once, want 1", got)
+		}
+		b.release <- struct{}{} // the first fails: still cold
+		synctest.Wait()
+		if got := b.inflight.Load(); got != 1 {
+			t.Fatalf("after a failed first call %d in flight, want 1", got)
+		}
+		b.fail.Store(false)
+		b.release <- struct{}{} // succeeds: warm
+		wg.Wait()
+		call()
+		call()
+		synctest.Wait()
+		if got := b.inflight.Load(); got != 2 {
+			t.Errorf("%d warm calls in flight at once, want 2", got)
+		}
+		close(b.release)
+		wg.Wait()
+	})
+}
