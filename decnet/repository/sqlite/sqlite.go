@@ -93,20 +93,48 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
-	}
 	d := dialect()
 	now := o.now
 	if now == nil {
 		now = time.Now
 	}
-	if err := sqldb.Migrate(ctx, db, d, ms, now, o.logger); err != nil {
+	// Switching a new file to WAL and migrating it take locks for which
+	// SQLite does not always run the busy handler, so a second process
+	// opening the same new file at the same moment can see SQLITE_BUSY.
+	// Retry those steps (both are idempotent) until the busy timeout.
+	deadline := time.Now().Add(o.busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err = db.PingContext(ctx)
+		if err == nil {
+			err = sqldb.Migrate(ctx, db, d, ms, now, o.logger)
+		}
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			db.Close()
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, ctx.Err())
+		case <-t.C:
+		}
+	}
+	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	return &Store{core: sqldb.New(db, d, sqldb.Config{Now: o.now})}, nil
+}
+
+// isBusy reports whether err is SQLite's "database is locked" (BUSY or LOCKED).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
 // BulkLoad inserts hosts and then deckies in one transaction, validating
