@@ -22,7 +22,14 @@
 // a retry after a failure, or a wake-up; it never polls on a fixed tick.
 //
 // Only deployed deckies are rotated: deckies in state pending (never
-// deployed) or tearing_down are skipped until they leave that state.
+// deployed) or tearing_down are skipped until they leave that state. A
+// program that changes deckies in the same process (a deploy, a new
+// interval) calls [Engine.Wake] so Run re-reads the store at once; set
+// [Config.Resync] when another process writes to the store.
+//
+// [Engine.MutateNow] rotates named deckies (or all) at once, whether due or
+// not, with trigger "operator" and the actor of [WithActor];
+// [Engine.Plan] says what a mutation would do without doing it.
 //
 // # Failures
 //
@@ -30,13 +37,24 @@
 // to degraded with last_error, keeps the old desired services, and retries
 // that decky with capped exponential backoff. Dispatches run concurrently
 // under a global bound and a per-host bound, so one slow or dead worker holds
-// at most its own slots and never stalls the other deckies.
+// at most its own slots and never stalls the other deckies. When Run's
+// context ends, dispatches in flight get a grace period to finish, because
+// the worker completes a mutation it has started whether or not the master
+// waits for the answer; their outcome is recorded.
+//
+// # Metrics
+//
+// With [Config.Registry] set, the engine registers
+// decnet_mutator_mutations_total{outcome,trigger},
+// decnet_mutator_dispatch_duration_seconds{outcome} and
+// decnet_mutator_deckies_overdue.
 //
 // # Targets
 //
 // [NewAgentTarget] mutates through a worker agent (an agentclient.Client);
 // [NewLocalTarget] reconciles master-resident deckies on the master's own
 // engine; [NewResolver] maps a decky's HostUUID to a cached agent client per
-// host and "" to the local target. An embedding program can supply its own
-// resolver, target and chooser: see examples/custom-resolver.
+// host (one connection reused across rounds) and "" to the local target.
+// An embedding program can supply its own resolver, target and chooser: see
+// examples/custom-resolver.
 package mutator

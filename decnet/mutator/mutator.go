@@ -76,7 +76,8 @@ type Config struct {
 	HostConcurrency int
 	// DefaultInterval is the rotation interval of a decky without its own:
 	// nil means decnet.DefaultMutateInterval (30 min); a pointer to zero means
-	// never (only MutateNow rotates such deckies).
+	// never (only MutateNow rotates such deckies). It is truncated to
+	// microseconds, the store's precision.
 	DefaultInterval *time.Duration
 	// DispatchTimeout bounds one dispatch; 0 means DefaultDispatchTimeout.
 	DispatchTimeout time.Duration
@@ -192,7 +193,9 @@ func New(cfg Config) (*Engine, error) {
 		overdue:   map[string]bool{},
 	}
 	if cfg.DefaultInterval != nil {
-		e.interval = *cfg.DefaultInterval
+		// The store keeps microseconds: a finer interval would make the
+		// engine's own due arithmetic disagree with ListDue.
+		e.interval = cfg.DefaultInterval.Truncate(time.Microsecond)
 	}
 	if e.backoffMx < e.backoff0 {
 		e.backoffMx = e.backoff0
