@@ -757,3 +757,44 @@ func TestMovedDuringDispatch(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// With Resync, a decky written to the store without a Wake (by another
+// process) is picked up at the next resync, not only at the next known due
+// time.
+func TestResyncPicksUpOutsideWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		t0 := time.Now()
+		createDecky(t, st, "slow", []string{"ssh"}, withInterval(time.Hour))
+		rec := newRecorder("w")
+		e := mustEngine(t, mutator.Config{Store: st, Resolver: resolveTo(rec), Chooser: chooser(t, 17), Resync: time.Minute})
+		runEngine(t, e)
+		time.Sleep(5 * time.Minute)
+		createDecky(t, st, "quick", []string{"ssh"}, withInterval(30*time.Second)) // no Wake
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		got := callTimes(rec.Calls("quick"), t0)
+		if len(got) == 0 || got[0] != 6*time.Minute {
+			t.Errorf("quick dispatched at %v, want first at 6m (the resync after it became due at 5m30s)", got)
+		}
+	})
+}
+
+// A failing dry run fails Plan, with the plan filled as far as it got.
+func TestPlanDryRunFails(t *testing.T) {
+	st := openStore(t)
+	createDecky(t, st, "alpha", []string{"ssh"})
+	rec := newRecorder("down")
+	rec.setFail(func(string) error { return errWorkerDown })
+	e := mustEngine(t, mutator.Config{Store: st, Resolver: resolveTo(rec), Chooser: chooser(t, 18)})
+	p, err := e.Plan(t.Context(), "alpha")
+	if !errors.Is(err, decnet.ErrUnavailable) {
+		t.Fatalf("Plan = %v, want ErrUnavailable", err)
+	}
+	if p.Target != "down" || len(p.New) == 0 || !slices.Equal(p.Old, []string{"ssh"}) {
+		t.Errorf("plan %+v", p)
+	}
+	if len(events(t, st, "")) != 0 || getDecky(t, st, "alpha").State != repository.DeckyRunning {
+		t.Error("a failed Plan recorded something")
+	}
+}
