@@ -21,7 +21,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-
 	"github.com/decnet-swarm/sdk/decnet/repository/postgres"
 	"github.com/decnet-swarm/sdk/decnet/repository/sqlite"
 )

@@ -769,7 +769,7 @@ func TestResyncPicksUpOutsideWrites(t *testing.T) {
 		rec := newRecorder("w")
 		e := mustEngine(t, mutator.Config{Store: st, Resolver: resolveTo(rec), Chooser: chooser(t, 17), Resync: time.Minute})
 		runEngine(t, e)
-		time.Sleep(5*time.Minute + 10*time.Second) // between two resyncs
+		time.Sleep(5*time.Minute + 10*time.Second)                                 // between two resyncs
 		createDecky(t, st, "quick", []string{"ssh"}, withInterval(20*time.Second)) // no Wake
 		time.Sleep(3 * time.Minute)
 		synctest.Wait()
