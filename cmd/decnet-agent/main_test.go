@@ -25,6 +25,7 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/agent/agenttest"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
 	"github.com/decnet-swarm/sdk/decnet/pki"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 // binary is decnet-agent built static from this package, for the tests that
@@ -59,7 +60,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := Run(t.Context(), args, &out, &errb)
-	return out.String(), errb.String(), exitCode(err)
+	return out.String(), errb.String(), cli.ExitCode(err)
 }
 
 func TestServeRefusesWithoutBundle(t *testing.T) {
@@ -126,7 +127,7 @@ func TestLANNetwork(t *testing.T) {
 		"range outside":          {NetworkDriver: "bridge", Subnet: "10.1.0.0/24", IPRange: "10.2.0.0/28"},
 	} {
 		_, err := lanNetwork(o)
-		var ue usageError
+		var ue cli.UsageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%s: err = %v, want a usage error", name, err)
 		}

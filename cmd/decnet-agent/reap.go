@@ -8,6 +8,7 @@ import (
 
 	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/decnet/reaper"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 // newReapCmd is the internal "reap --plan FILE" subcommand: the process
@@ -22,7 +23,7 @@ func newReapCmd(a *app) *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if planFile == "" {
-				return usagef("reap: --plan is required")
+				return cli.Usagef("reap: --plan is required")
 			}
 			ctx := cmd.Context()
 			plan, err := reaper.ReadPlan(planFile)

@@ -21,6 +21,7 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/pki"
 	"github.com/decnet-swarm/sdk/decnet/reaper"
 	"github.com/decnet-swarm/sdk/decnet/state"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 // Defaults of serve.
@@ -89,11 +90,11 @@ func resolveServeOptions(configFile string, flags serveOptions, fs *pflag.FlagSe
 	}
 	data, err := os.ReadFile(configFile)
 	if err != nil {
-		return serveOptions{}, usagef("config file: %v", err)
+		return serveOptions{}, cli.Usagef("config file: %v", err)
 	}
 	var file serveOptions
 	if err := decnet.DecodeStrict(data, &file); err != nil {
-		return serveOptions{}, usagef("config file %s: %v", configFile, err)
+		return serveOptions{}, cli.Usagef("config file %s: %v", configFile, err)
 	}
 	out := flags
 	pick := func(name string, dst *string, fromFile string) {
@@ -127,23 +128,23 @@ func lanNetwork(o serveOptions) (decnet.Network, error) {
 	var err error
 	if subnet != "" {
 		if n.Subnet, err = netip.ParsePrefix(subnet); err != nil {
-			return decnet.Network{}, usagef("--subnet %q: %v", subnet, err)
+			return decnet.Network{}, cli.Usagef("--subnet %q: %v", subnet, err)
 		}
 	}
 	if o.Gateway != "" {
 		if n.Gateway, err = netip.ParseAddr(o.Gateway); err != nil {
-			return decnet.Network{}, usagef("--gateway %q: %v", o.Gateway, err)
+			return decnet.Network{}, cli.Usagef("--gateway %q: %v", o.Gateway, err)
 		}
 	} else if n.Subnet.IsValid() {
 		n.Gateway = n.Subnet.Masked().Addr().Next()
 	}
 	if o.IPRange != "" {
 		if n.IPRange, err = netip.ParsePrefix(o.IPRange); err != nil {
-			return decnet.Network{}, usagef("--ip-range %q: %v", o.IPRange, err)
+			return decnet.Network{}, cli.Usagef("--ip-range %q: %v", o.IPRange, err)
 		}
 	}
 	if err := n.Validate(); err != nil {
-		return decnet.Network{}, usagef("decky LAN: %v", err)
+		return decnet.Network{}, cli.Usagef("decky LAN: %v", err)
 	}
 	return n, nil
 }
@@ -151,7 +152,7 @@ func lanNetwork(o serveOptions) (decnet.Network, error) {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, usagef("--log-level %q: want debug, info, warn or error", s)
+		return 0, cli.Usagef("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
 }
@@ -162,9 +163,9 @@ func serve(ctx context.Context, a *app, o serveOptions) error {
 	// the error is the one line an operator sees.
 	if _, err := pki.LoadBundle(o.Dir); err != nil {
 		if errors.Is(err, decnet.ErrNotFound) {
-			return usageError{fmt.Errorf("no enrolled bundle: %w (enroll this worker first)", err)}
+			return cli.UsageError{Err: fmt.Errorf("no enrolled bundle: %w (enroll this worker first)", err)}
 		}
-		return usageError{fmt.Errorf("bundle: %w", err)}
+		return cli.UsageError{Err: fmt.Errorf("bundle: %w", err)}
 	}
 	level, err := parseLevel(o.LogLevel)
 	if err != nil {
@@ -176,7 +177,7 @@ func serve(ctx context.Context, a *app, o serveOptions) error {
 	}
 	stateDir, err := filepath.Abs(o.StateDir)
 	if err != nil {
-		return usagef("--state-dir: %v", err)
+		return cli.Usagef("--state-dir: %v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 

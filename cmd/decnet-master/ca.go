@@ -10,6 +10,7 @@ import (
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/pki"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 // Layout of a master PKI directory (ca init --dir DIR).
@@ -24,8 +25,8 @@ func newCACmd() *cobra.Command {
 		Short: "Offline certificate authority tools",
 		Long: "Create the swarm CA and the master's identity, issue bundles for copying by hand, " +
 			"and print certificate fingerprints.",
-		Args: noSubcommand,
-		RunE: helpWhenBare,
+		Args: cli.NoSubcommand,
+		RunE: cli.HelpWhenBare,
 	}
 	cmd.AddCommand(newCAInitCmd(), newCAIssueCmd(), newCAFingerprintCmd())
 	return cmd
@@ -40,10 +41,10 @@ func newCAInitCmd() *cobra.Command {
 		Long: "Creates a new swarm CA in DIR/ca (ca.crt, ca.key) and the master's identity, " +
 			"CN decnet-master with role decnet-master, in DIR/master (ca.crt, tls.crt, tls.key). " +
 			"Refuses to overwrite an existing CA or master identity.",
-		Args: exactArgs(0),
+		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
-				return usagef("--dir is required")
+				return cli.Usagef("--dir is required")
 			}
 			req := pki.IssueRequest{Name: pki.MasterName, Role: pki.RoleMaster, SANs: sans}
 			if err := req.Validate(); err != nil {
@@ -92,15 +93,15 @@ func newCAIssueCmd() *cobra.Command {
 			"(ca.crt, tls.crt, tls.key; for a worker also master.fingerprint, pinning DIR/master) to OUT, " +
 			"then prints the certificate's fingerprint. Names reserved for roles cannot be issued to workers. " +
 			"Nothing is written when the request is rejected or OUT already holds a bundle.",
-		Args: exactArgs(0),
+		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case dir == "":
-				return usagef("--dir is required")
+				return cli.Usagef("--dir is required")
 			case name == "":
-				return usagef("--name is required")
+				return cli.Usagef("--name is required")
 			case outDir == "":
-				return usagef("--out-dir is required")
+				return cli.Usagef("--out-dir is required")
 			}
 			role, err := pki.ParseRole(roleName)
 			if err != nil {
@@ -150,7 +151,7 @@ func newCAFingerprintCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "fingerprint FILE",
 		Short: "Print the SHA-256 fingerprint of a PEM certificate",
-		Args:  exactArgs(1),
+		Args:  cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := pki.LoadCertFile(args[0])
 			if err != nil {

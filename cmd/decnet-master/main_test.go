@@ -16,6 +16,7 @@ import (
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/pki"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 type result struct {
@@ -28,7 +29,7 @@ func run(t *testing.T, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := Run(context.Background(), args, &out, &errb)
-	return result{code: exitCode(err), err: err, stdout: out.String(), stderr: errb.String()}
+	return result{code: cli.ExitCode(err), err: err, stdout: out.String(), stderr: errb.String()}
 }
 
 func (r result) wantCode(t *testing.T, code int) {

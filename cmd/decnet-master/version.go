@@ -7,13 +7,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version and protocol",
-		Args:  exactArgs(0),
+		Args:  cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "decnet-master %s (protocol %d, %s)\n",
 				decnet.Version, decnet.ProtocolVersion, runtime.Version())
