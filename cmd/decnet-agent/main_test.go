@@ -177,6 +177,12 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 	if _, _, code := run(t, "serve", "--no-such-flag"); code != exitUsage {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
+	// A stray argument is bad usage too (exit 2), for every subcommand.
+	for _, sub := range []string{"serve", "version", "pause", "reap"} {
+		if _, stderr, code := run(t, sub, "stray"); code != exitUsage || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%s stray: exit %d, stderr %q; want %d and one line", sub, code, stderr, exitUsage)
+		}
+	}
 }
 
 // notifySocket is a unixgram socket playing systemd's NOTIFY_SOCKET.

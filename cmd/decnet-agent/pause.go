@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/decnet-swarm/sdk/internal/cli"
 )
 
 func newPauseCmd(a *app) *cobra.Command {
@@ -13,7 +15,7 @@ func newPauseCmd(a *app) *cobra.Command {
 		Use:    "pause",
 		Short:  "Run as a decky's base container process: sleep until SIGTERM or SIGINT",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pause(nil)
 			return nil

@@ -20,7 +20,7 @@ func newReapCmd(a *app) *cobra.Command {
 		Use:    "reap --plan FILE",
 		Short:  "Carry out a self-destruct plan (internal: started by the agent)",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if planFile == "" {
 				return cli.Usagef("reap: --plan is required")

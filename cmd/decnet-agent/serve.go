@@ -54,7 +54,7 @@ func newServeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the agent API over mutual TLS",
-		Args:  cobra.NoArgs,
+		Args:  cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := resolveServeOptions(configFile, flags, cmd.Flags())
 			if err != nil {
