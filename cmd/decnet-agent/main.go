@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -28,18 +27,16 @@ var commands = []func(*app) *cobra.Command{
 	newReapCmd,
 }
 
-// app is what every subcommand gets: the output streams and the process
-// environment, read only here in cmd (never by the library).
+// app is what every subcommand gets: the output streams.
 type app struct {
 	stdout, stderr io.Writer
-	getenv         func(string) string
 }
 
 // Run executes the decnet-agent command line args (without the program
 // name). A failure is reported on stderr as one line and returned as an
 // *cli.ExitError carrying the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	a := &app{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	a := &app{stdout: stdout, stderr: stderr}
 	root := cli.NewRoot("decnet-agent", "Worker agent of a decnet deception swarm", stdout, stderr)
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd(a))
