@@ -75,14 +75,6 @@ func (e *Engine) Apply(ctx context.Context, cfg decnet.Config) error {
 	byDecky := groupByDecky(have)
 	desired := compose.Deckies(p)
 	errs := make(map[string]error)
-	var mu sync.Mutex
-	record := func(name string, err error) {
-		if err != nil {
-			mu.Lock()
-			errs[name] = err
-			mu.Unlock()
-		}
-	}
 	// Orphans first: they may hold addresses or names the fleet needs.
 	want := map[string]bool{}
 	for _, d := range desired {
@@ -95,13 +87,16 @@ func (e *Engine) Apply(ctx context.Context, cfg decnet.Config) error {
 		}
 	}
 	sort.Strings(orphans)
-	parallel(e.conc, len(orphans), func(i int) {
-		record(orphans[i], e.removeDecky(ctx, byDecky[orphans[i]]))
-	})
-	parallel(e.conc, len(desired), func(i int) {
-		d := desired[i]
-		record(d.Name, e.reconcile(ctx, p, d, byDecky[d.Name]))
-	})
+	for i, err := range parallel(e.conc, len(orphans), func(i int) error {
+		return e.removeDecky(ctx, byDecky[orphans[i]])
+	}) {
+		errs[orphans[i]] = err
+	}
+	for i, err := range parallel(e.conc, len(desired), func(i int) error {
+		return e.reconcile(ctx, p, desired[i], byDecky[desired[i].Name])
+	}) {
+		errs[desired[i].Name] = err
+	}
 	return applyErr(errs)
 }
 
@@ -212,30 +207,21 @@ func (e *Engine) reconcile(ctx context.Context, p *types.Project, d compose.Deck
 			return err
 		}
 	}
-	var mu sync.Mutex
-	var errs []error
-	parallel(len(df.create)+len(df.start), len(df.create)+len(df.start), func(i int) {
-		var err error
+	n := len(df.create) + len(df.start)
+	return errors.Join(parallel(n, n, func(i int) error {
 		if i < len(df.create) {
-			err = e.run(ctx, p, d.Services[df.create[i]])
-		} else {
-			c := df.start[i-len(df.create)]
-			err = e.start(ctx, containerName(c))
-			if err != nil {
-				// A container that will not start is recreated.
-				svc := c.Labels[compose.LabelService]
-				if err = e.remove(ctx, c); err == nil {
-					err = e.run(ctx, p, d.Services[svc])
-				}
+			return e.run(ctx, p, d.Services[df.create[i]])
+		}
+		c := df.start[i-len(df.create)]
+		err := e.start(ctx, containerName(c))
+		if err != nil {
+			// A container that will not start is recreated.
+			if err = e.remove(ctx, c); err == nil {
+				err = e.run(ctx, p, d.Services[c.Labels[compose.LabelService]])
 			}
 		}
-		if err != nil {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}
-	})
-	return errors.Join(errs...)
+		return err
+	})...)
 }
 
 // run creates and starts the container of service s. A container that
@@ -300,16 +286,9 @@ func (e *Engine) removeID(ctx context.Context, id string) error {
 
 // removeAll removes cs concurrently.
 func (e *Engine) removeAll(ctx context.Context, cs []container.Summary) error {
-	var mu sync.Mutex
-	var errs []error
-	parallel(len(cs), len(cs), func(i int) {
-		if err := e.remove(ctx, cs[i]); err != nil {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}
-	})
-	return errors.Join(errs...)
+	return errors.Join(parallel(len(cs), len(cs), func(i int) error {
+		return e.remove(ctx, cs[i])
+	})...)
 }
 
 // removeDecky removes a decky's services, then its base.
@@ -357,10 +336,12 @@ func containerName(c container.Summary) string {
 	return c.ID
 }
 
-// parallel calls fn(0..n-1), at most limit at a time, and waits for all.
-func parallel(limit, n int, fn func(i int)) {
+// parallel calls fn(0..n-1), at most limit at a time, waits for all and
+// returns their errors by index (nil where fn succeeded).
+func parallel(limit, n int, fn func(i int) error) []error {
+	errs := make([]error, n)
 	if n == 0 {
-		return
+		return errs
 	}
 	if limit <= 0 || limit > n {
 		limit = n
@@ -373,10 +354,11 @@ func parallel(limit, n int, fn func(i int)) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			fn(i)
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
+	return errs
 }
 
 // Teardown removes the decky called name (its services, then its base).
