@@ -55,7 +55,7 @@ func DefaultRetryPolicy() RetryPolicy {
 type Option func(*options)
 
 type options struct {
-	fingerprint     string
+	fingerprint     *string // nil: WithFingerprint not given
 	logger          *slog.Logger
 	retry           RetryPolicy
 	controlTimeout  time.Duration
@@ -66,11 +66,11 @@ type options struct {
 
 // WithFingerprint pins the worker's certificate: the handshake fails with
 // decnet.ErrFingerprintMismatch unless the worker presents the certificate
-// whose lowercase hex SHA-256 (of the DER) is fp. Without it the worker is
-// verified against the CA and its role only.
-func WithFingerprint(fp string) Option {
-	return func(o *options) { o.fingerprint = strings.ToLower(strings.TrimSpace(fp)) }
-}
+// whose SHA-256 (of the DER) is fp (any form pki.ParseFingerprint accepts).
+// An empty or malformed fp makes New fail with decnet.ErrInvalid rather than
+// leave the worker unpinned. Without this option the worker is verified
+// against the CA and its role only.
+func WithFingerprint(fp string) Option { return func(o *options) { o.fingerprint = &fp } }
 
 // WithLogger sets the logger (nil discards). Request URLs are logged, bodies never.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -151,7 +151,15 @@ func New(addr string, creds Credentials, opts ...Option) (*Client, error) {
 		if creds.Bundle == nil {
 			return nil, decnet.Errorf(decnet.ErrInvalid, "credentials", "", "agentclient: credentials need the master's bundle")
 		}
-		tlsCfg, err := pki.ClientTLSConfig(creds.Bundle, pki.ExpectPeer{Fingerprint: o.fingerprint, Role: pki.RoleWorker})
+		expect := pki.ExpectPeer{Role: pki.RoleWorker}
+		if o.fingerprint != nil {
+			fp, err := pki.ParseFingerprint(*o.fingerprint)
+			if err != nil {
+				return nil, fmt.Errorf("agentclient: worker fingerprint: %w", err)
+			}
+			expect.Fingerprint = fp
+		}
+		tlsCfg, err := pki.ClientTLSConfig(creds.Bundle, expect)
 		if err != nil {
 			return nil, fmt.Errorf("agentclient: tls config: %w", err)
 		}

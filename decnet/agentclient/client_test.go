@@ -422,6 +422,13 @@ func TestNewRejectsBadInput(t *testing.T) {
 	if _, err := agentclient.New("127.0.0.1:1", agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint("nothex")); !errors.Is(err, decnet.ErrInvalid) {
 		t.Errorf("New with a bad pin: err = %v, want ErrInvalid", err)
 	}
+	// An empty pin (a host row without a fingerprint) must not silently
+	// mean "any worker of the CA".
+	for _, fp := range []string{"", "  "} {
+		if _, err := agentclient.New("127.0.0.1:1", agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint(fp)); !errors.Is(err, decnet.ErrInvalid) {
+			t.Errorf("New with pin %q: err = %v, want ErrInvalid", fp, err)
+		}
+	}
 	c, err := agentclient.New("127.0.0.1:1", agentclient.Credentials{Bundle: p.Master})
 	if err != nil {
 		t.Fatal(err)
