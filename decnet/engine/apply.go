@@ -68,7 +68,7 @@ func (e *Engine) Apply(ctx context.Context, cfg decnet.Config) error {
 	if err := e.ensureNetwork(ctx, p, false); err != nil {
 		return err
 	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+p.Name)
+	have, err := e.list(ctx, projectLabel(p.Name))
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (e *Engine) ApplyDecky(ctx context.Context, cfg decnet.Config, name string)
 	if err := e.ensureNetwork(ctx, p, true); err != nil {
 		return err
 	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+p.Name, compose.LabelDecky+"="+name)
+	have, err := e.list(ctx, projectLabel(p.Name), compose.LabelDecky+"="+name)
 	if err != nil {
 		return err
 	}
@@ -366,12 +366,12 @@ func parallel(limit, n int, fn func(i int) error) []error {
 // container of the project and the project's networks.
 func (e *Engine) Teardown(ctx context.Context, name string) error {
 	if name == "" {
-		return e.RemoveProject(ctx, e.project)
+		return e.RemoveProject(ctx, e.opts.Project)
 	}
 	if !decnet.ValidDeckyName(name) {
 		return decnet.Errorf(decnet.ErrInvalid, "decky", name, "%q is not a valid decky name", name)
 	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+e.project, compose.LabelDecky+"="+name)
+	have, err := e.list(ctx, projectLabel(e.opts.Project), compose.LabelDecky+"="+name)
 	if err != nil {
 		return err
 	}
@@ -386,7 +386,7 @@ func (e *Engine) Teardown(ctx context.Context, name string) error {
 // Status only reads: it does not validate cfg against the catalog, so a
 // fleet whose services left the catalog still reports (as absent).
 func (e *Engine) Status(ctx context.Context, cfg decnet.Config) ([]decnet.DeckyStatus, error) {
-	have, err := e.list(ctx, compose.ComposeProject+"="+e.project)
+	have, err := e.list(ctx, projectLabel(e.opts.Project))
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +438,7 @@ func (e *Engine) Plan(ctx context.Context, cfg decnet.Config) (decnet.DeployPlan
 	if err != nil {
 		return decnet.DeployPlan{}, err
 	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+p.Name)
+	have, err := e.list(ctx, projectLabel(p.Name))
 	if err != nil {
 		return decnet.DeployPlan{}, err
 	}
@@ -490,14 +490,14 @@ func (e *Engine) RemoveProject(ctx context.Context, project string) error {
 	if !validProject(project) {
 		return decnet.Errorf(decnet.ErrInvalid, "project", project, "%q is not a valid project name", project)
 	}
-	have, err := e.list(ctx, compose.ComposeProject+"="+project)
+	have, err := e.list(ctx, projectLabel(project))
 	if err != nil {
 		return err
 	}
 	if err := e.removeDecky(ctx, have); err != nil {
 		return err
 	}
-	return e.removeNetworks(ctx, compose.ComposeProject+"="+project)
+	return e.removeNetworks(ctx, projectLabel(project))
 }
 
 // Container is one container of the engine's project.
@@ -512,7 +512,7 @@ type Container struct {
 
 // Containers lists the containers of the engine's project, sorted by name.
 func (e *Engine) Containers(ctx context.Context) ([]Container, error) {
-	have, err := e.list(ctx, compose.ComposeProject+"="+e.project)
+	have, err := e.list(ctx, projectLabel(e.opts.Project))
 	if err != nil {
 		return nil, err
 	}

@@ -59,13 +59,12 @@ var DefaultRetryPolicy = RetryPolicy{Attempts: 4, Base: 100 * time.Millisecond, 
 // It is safe for concurrent use; callers serialise state-changing calls on
 // the same project (the agent does, through its state lock).
 type Engine struct {
-	api     *client.Client
-	host    string
-	opts    compose.Options
-	conc    int
-	retry   RetryPolicy
-	log     *slog.Logger
-	project string
+	api   *client.Client
+	host  string
+	opts  compose.Options
+	conc  int
+	retry RetryPolicy
+	log   *slog.Logger
 }
 
 // New validates cfg and returns an Engine. It does no I/O: an unreachable
@@ -132,10 +131,9 @@ func New(cfg Config) (*Engine, error) {
 			WorkDir:     cfg.WorkDir,
 			ComposeFile: cfg.ComposeFile,
 		},
-		conc:    cfg.Concurrency,
-		retry:   cfg.Retry,
-		log:     log,
-		project: cfg.Project,
+		conc:  cfg.Concurrency,
+		retry: cfg.Retry,
+		log:   log,
 	}, nil
 }
 
@@ -155,10 +153,14 @@ func validProject(s string) bool {
 }
 
 // Project returns the compose project the engine manages.
-func (e *Engine) Project() string { return e.project }
+func (e *Engine) Project() string { return e.opts.Project }
 
-// Render returns the compose project for cfg exactly as Apply would create
-// it (the same labels, hashes and names), for writing the compose file.
+// projectLabel is the label filter ("key=value") selecting the containers
+// and networks of a compose project.
+func projectLabel(project string) string { return compose.ComposeProject + "=" + project }
+
+// Render returns the compose file (YAML) for cfg, rendered from the same
+// project Apply creates containers from (the same labels, hashes and names).
 func (e *Engine) Render(cfg decnet.Config) ([]byte, error) {
 	p, err := compose.Render(cfg, e.opts)
 	if err != nil {

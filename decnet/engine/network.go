@@ -53,7 +53,7 @@ func (e *Engine) ensureOne(ctx context.Context, p *types.Project, key string, nc
 		return decnet.Errorf(decnet.ErrConflict, "network", nc.Name,
 			"network %q exists with other settings (driver %s); apply the whole fleet to replace it", nc.Name, cur.Driver)
 	}
-	ours, err := e.list(ctx, compose.ComposeProject+"="+p.Name)
+	ours, err := e.list(ctx, projectLabel(p.Name))
 	if err != nil {
 		return err
 	}
