@@ -284,10 +284,12 @@ func (r *run) reload(ctx context.Context) []Failure {
 }
 
 // deletePaths expands every Delete pattern inside an os.Root opened on the
-// plan's Root, so no lookup can leave Root through a symlink (a symlinked
-// directory pointing outside Root simply matches nothing), and removes each
-// match: a symlink is unlinked, never followed; a directory is removed
-// without following the symlinks inside it.
+// plan's Root, so no lookup can leave Root through a symlink, and removes
+// each match: a symlink is unlinked, never followed; a directory is removed
+// without following the symlinks inside it. A symlinked directory on the way
+// to a match is never traversed, even one pointing inside Root (with Root /
+// every symlink does): the pattern or match behind it fails instead, so a
+// link such as /var/lib/decnet -> /var/log/decnet cannot delete kept paths.
 func (r *run) deletePaths(ctx context.Context) []Failure {
 	if len(r.plan.Delete) == 0 {
 		return nil
@@ -305,6 +307,10 @@ func (r *run) deletePaths(ctx context.Context) []Failure {
 		// pattern's literal parent exists but cannot be read (for instance
 		// a symlink leading out of Root).
 		if dir := path.Dir(rel); literalPrefix(dir) == dir {
+			if err := symlinkedParent(root, rel); err != nil {
+				fails = append(fails, Failure{Item: pat, Err: err})
+				continue
+			}
 			if _, err := fs.ReadDir(root.FS(), dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				fails = append(fails, Failure{Item: pat, Err: err})
 				continue
@@ -335,6 +341,9 @@ func (r *run) deleteOne(root *os.Root, rel, abs string) error {
 	if r.plan.isKept(abs) {
 		return decnet.Errorf(decnet.ErrInvalid, "path", abs, "refusing to delete %s: it is or holds a kept path", abs)
 	}
+	if err := symlinkedParent(root, rel); err != nil {
+		return err
+	}
 	fi, err := root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // gone since the glob
@@ -346,6 +355,34 @@ func (r *run) deleteOne(root *os.Root, rel, abs string) error {
 		return root.Remove(rel)
 	}
 	return root.RemoveAll(rel)
+}
+
+// symlinkedParent returns an error wrapping decnet.ErrInvalid when a
+// directory on the way to rel (Root itself excepted) is a symlink: deleting
+// through it would delete what the link points at, not what the plan names.
+// A missing directory is no error (there is nothing behind it to delete).
+func symlinkedParent(root *os.Root, rel string) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return nil
+	}
+	for i := range len(dir) + 1 {
+		if i < len(dir) && dir[i] != '/' {
+			continue
+		}
+		fi, err := root.Lstat(dir[:i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			abs := "/" + dir[:i]
+			return decnet.Errorf(decnet.ErrInvalid, "path", abs, "refusing to delete under %s: it is a symlink", abs)
+		}
+	}
+	return nil
 }
 
 func (r *run) deleteSelf(ctx context.Context) []Failure {

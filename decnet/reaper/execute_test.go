@@ -400,3 +400,43 @@ func TestRunPlanFileRefusesBadPlans(t *testing.T) {
 		t.Fatalf("a refused plan changed the tree:\n%s", d)
 	}
 }
+
+// A symlinked directory on the way to a deleted path is not traversed even
+// when it stays inside Root (in production Root is /, so every symlink does):
+// /var/lib/decnet pointing at the kept /var/log/decnet must not make
+// "/var/lib/decnet/*" delete the logs, and /opt pointing elsewhere must not
+// make "/opt/decnet*" delete what lies there.
+func TestExecuteDoesNotTraverseSymlinkedParentsInsideRoot(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{
+		"var/log/decnet/agent.log":   "log",
+		"var/lib/decnet":             "->../log/decnet",
+		"srv/decnet-data/precious":   "data",
+		"opt":                        "->srv",
+		"etc/decnet/agent/tls.key":   "KEY",
+		"usr/local/bin/decnet-agent": "bin",
+	})
+	p := DefaultPlan()
+	p.Root, p.Projects, p.Units, p.StartDelay = root, nil, nil, 0
+	res := Execute(t.Context(), p, Deps{})
+	for _, k := range []string{"var/log/decnet/agent.log", "srv/decnet-data/precious"} {
+		if _, err := os.Lstat(filepath.Join(root, k)); err != nil {
+			t.Errorf("%s was deleted through a symlinked parent: %v", k, err)
+		}
+	}
+	for _, g := range []string{"etc/decnet", "usr/local/bin/decnet-agent"} {
+		if _, err := os.Lstat(filepath.Join(root, g)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s survived", g)
+		}
+	}
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.Item)
+		if !errors.Is(f.Err, decnet.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", f.Item, f.Err)
+		}
+	}
+	if d := cmp.Diff([]string{"/opt/decnet*", "/var/lib/decnet/*"}, failed); d != "" {
+		t.Errorf("failures (-want +got):\n%s", d)
+	}
+}
