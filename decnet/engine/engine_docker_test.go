@@ -3,11 +3,13 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/decnet/compose"
 	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
@@ -72,10 +74,10 @@ func TestApplyMutateTeardown(t *testing.T) {
 	if !st.Running {
 		t.Fatalf("after Apply not running: %+v", st)
 	}
-	ids := containerIDs(t, ctx, f)
-	for _, svc := range []string{"ssh", "http", "ftp"} {
-		if _, ok := ids[svc]; !ok {
-			t.Fatalf("no %s container: %v", svc, ids)
+	ids := idsByName(t, f)
+	for _, svc := range []string{"", "ssh", "http", "ftp"} {
+		if _, ok := ids[compose.ContainerName(name, svc)]; !ok {
+			t.Fatalf("no container for %q: %v", svc, ids)
 		}
 	}
 	b, err := dockertest.Banner(ctx, ip.String()+":22")
@@ -87,19 +89,18 @@ func TestApplyMutateTeardown(t *testing.T) {
 	if err := f.eng.ApplyDecky(ctx, cfg, name); err != nil {
 		t.Fatalf("ApplyDecky: %v", err)
 	}
-	after := containerIDs(t, ctx, f)
-	if after["base"] != ids["base"] {
-		t.Errorf("base recreated: %s -> %s", ids["base"], after["base"])
-	}
-	if after["ssh"] != ids["ssh"] {
-		t.Errorf("ssh recreated: %s -> %s", ids["ssh"], after["ssh"])
+	after := idsByName(t, f)
+	for _, kept := range []string{"", "ssh"} {
+		if n := compose.ContainerName(name, kept); after[n] != ids[n] {
+			t.Errorf("%s recreated: %s -> %s", n, ids[n], after[n])
+		}
 	}
 	for _, gone := range []string{"http", "ftp"} {
-		if _, ok := after[gone]; ok {
+		if _, ok := after[compose.ContainerName(name, gone)]; ok {
 			t.Errorf("%s container still exists", gone)
 		}
 	}
-	if _, ok := after["smtp"]; !ok {
+	if _, ok := after[compose.ContainerName(name, "smtp")]; !ok {
 		t.Fatalf("no smtp container")
 	}
 	b, err = dockertest.Banner(ctx, ip.String()+":25")
@@ -108,7 +109,7 @@ func TestApplyMutateTeardown(t *testing.T) {
 	}
 	st = statusOf(t, ctx, f.eng, cfg, name)
 	want := map[string]string{"base": "running", "ssh": "running", "smtp": "running"}
-	if !st.Running || !mapsEqual(st.Containers, want) || st.IP != ip.String() {
+	if !st.Running || !maps.Equal(st.Containers, want) || st.IP != ip.String() {
 		t.Fatalf("status after mutate = %+v", st)
 	}
 
@@ -126,18 +127,6 @@ func TestApplyMutateTeardown(t *testing.T) {
 	if st.Running || st.Containers["base"] != decnet.ContainerAbsent {
 		t.Fatalf("status after teardown = %+v", st)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestMissingImageIsNotFound(t *testing.T) {

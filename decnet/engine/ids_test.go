@@ -1,21 +1,20 @@
 package engine_test
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 )
 
-// containerIDs maps decnet.service → container ID for the fixture's project.
-func containerIDs(t *testing.T, ctx context.Context, f *fixture) map[string]string {
+// idsByName maps container name → container ID for the fixture's project.
+func idsByName(t *testing.T, f *fixture) map[string]string {
 	t.Helper()
-	out, err := f.eng.Containers(ctx)
+	cs, err := f.eng.Containers(testCtx(t))
 	if err != nil {
 		t.Fatalf("Containers: %v", err)
 	}
 	m := map[string]string{}
-	for _, c := range out {
-		m[c.Service] = c.ID
+	for _, c := range cs {
+		m[c.Name] = c.ID
 	}
 	return m
 }

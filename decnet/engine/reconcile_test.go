@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,19 +15,6 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
-
-func idsByName(t *testing.T, f *fixture) map[string]string {
-	t.Helper()
-	cs, err := f.eng.Containers(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for _, c := range cs {
-		m[c.Name] = c.ID
-	}
-	return m
-}
 
 func planActions(t *testing.T, f *fixture, cfg decnet.Config) (map[string]string, []string) {
 	t.Helper()
@@ -69,7 +57,7 @@ func TestReconcile(t *testing.T) {
 	if err := f.eng.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if again := idsByName(t, f); !mapsEqual(first, again) {
+	if again := idsByName(t, f); !maps.Equal(first, again) {
 		t.Fatalf("idempotent Apply recreated containers: %v -> %v", first, again)
 	}
 
@@ -257,13 +245,13 @@ func TestForeignNameConflict(t *testing.T) {
 	if !errors.As(err, &ae) || !errors.Is(ae.Deckies[name], decnet.ErrConflict) {
 		t.Fatalf("Apply in another project = %v, want ErrConflict for %s", err, name)
 	}
-	if after := idsByName(t, f); !mapsEqual(owned, after) {
+	if after := idsByName(t, f); !maps.Equal(owned, after) {
 		t.Fatalf("the owner's containers changed: %v -> %v", owned, after)
 	}
 	if err := f.admin.RemoveProject(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if after := idsByName(t, f); !mapsEqual(owned, after) {
+	if after := idsByName(t, f); !maps.Equal(owned, after) {
 		t.Fatalf("RemoveProject(%s) touched project %s: %v -> %v", other, f.project, owned, after)
 	}
 	projects, err := f.admin.Projects(ctx)
