@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -152,10 +153,9 @@ func decode(path string, data []byte) (*State, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, &CorruptError{Path: path, Reason: "malformed JSON", Err: err}
 	}
-	if dec.More() {
-		return nil, &CorruptError{Path: path, Reason: "trailing data after the JSON value"}
-	}
-	if _, err := dec.Token(); err == nil {
+	// Anything but the end of the input after the value, including a stray
+	// "}" or "]" that Token reports as a syntax error, is trailing data.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, &CorruptError{Path: path, Reason: "trailing data after the JSON value"}
 	}
 	switch f.Version {

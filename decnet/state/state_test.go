@@ -207,13 +207,15 @@ func TestCorruptFileIsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]string{
-		"empty":           "",
-		"garbage":         "\x00\x01 not json",
-		"truncated":       good[:len(good)/2],
-		"trailing":        good + `{"version":1}`,
-		"no version":      `{"config":{"mode":"swarm"}}`,
-		"unknown version": `{"version":99,"config":{}}`,
-		"wrong type":      `{"version":1,"config":[]}`,
+		"empty":            "",
+		"garbage":          "\x00\x01 not json",
+		"truncated":        good[:len(good)/2],
+		"trailing":         good + `{"version":1}`,
+		"trailing brace":   good + `}`,
+		"trailing bracket": good + `]`,
+		"no version":       `{"config":{"mode":"swarm"}}`,
+		"unknown version":  `{"version":99,"config":{}}`,
+		"wrong type":       `{"version":1,"config":[]}`,
 	}
 	for name, content := range cases {
 		t.Run(name, func(t *testing.T) {
