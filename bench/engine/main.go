@@ -122,7 +122,9 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(b.dir)
-	b.cat = catalog(b.img)
+	if b.cat, err = dockertest.NewCatalog(b.img, "ssh", "http", "ftp", "smtp", "telnet"); err != nil {
+		return err
+	}
 	b.floor = newFloor(engine.DefaultHost)
 	defer b.floor.close()
 	defer b.cleanupAll()
@@ -179,7 +181,7 @@ func run() error {
 		add("engine_mutate", d)
 		to := next(floorCur)
 		t0 := time.Now()
-		if err := b.floor.mutate(ctx, eng.project, b.img, eng.cfg.Deckies[1].Name, floorCur, to); err != nil {
+		if err := b.floor.mutate(ctx, eng.project, b.cat, eng.cfg.Deckies[1].Name, floorCur, to); err != nil {
 			return fmt.Errorf("floor mutate: %w", err)
 		}
 		add("floor_mutate", time.Since(t0))
@@ -219,25 +221,6 @@ func composeCLI() ([]string, error) {
 		return []string{p}, nil
 	}
 	return nil, errors.New("neither `docker compose` nor docker-compose is installed (apt-get install docker-compose)")
-}
-
-func catalog(img dockertest.ImageSet) *decnet.Catalog {
-	def := decnet.DefaultCatalog()
-	var svcs []decnet.Service
-	for _, n := range []string{"ssh", "http", "ftp", "smtp", "telnet"} {
-		s, _ := def.Lookup(n)
-		var ports []string
-		for _, p := range s.Ports {
-			ports = append(ports, fmt.Sprint(p.Port))
-		}
-		svcs = append(svcs, decnet.Service{Name: n, Image: img.Decoy, Command: []string{n}, Ports: s.Ports,
-			Env: map[string]string{"DECOY_PORTS": strings.Join(ports, ",")}})
-	}
-	c, err := decnet.NewCatalog(svcs...)
-	if err != nil {
-		panic(err)
-	}
-	return c
 }
 
 // fleet returns the config of run r of a contender (names unique per run and
@@ -391,7 +374,8 @@ func (b *bench) floorDeploy(ctx context.Context, r int) (time.Duration, error) {
 				inner.Add(1)
 				go func() {
 					defer inner.Done()
-					serr[j] = b.floor.run(ctx, b.floor.serviceSpec(project, b.img, d.Name, s))
+					svc, _ := b.cat.Lookup(s) // the fleet holds only catalog services
+					serr[j] = b.floor.run(ctx, b.floor.serviceSpec(project, svc, d.Name))
 				}()
 			}
 			inner.Wait()
@@ -506,15 +490,10 @@ func (f *floorClient) baseSpec(project string, img dockertest.ImageSet, n decnet
 	}}
 }
 
-func (f *floorClient) serviceSpec(project string, img dockertest.ImageSet, decky, svc string) spec {
-	def, _ := decnet.DefaultCatalog().Lookup(svc)
-	var ports []string
-	for _, p := range def.Ports {
-		ports = append(ports, fmt.Sprint(p.Port))
-	}
-	return spec{name: compose.ContainerName(decky, svc), body: map[string]any{
-		"Image": img.Decoy, "Cmd": []string{svc}, "Labels": labels(project, decky, svc),
-		"Env": []string{"DECOY_PORTS=" + strings.Join(ports, ","), "NODE_NAME=" + decky, "HOSTNAME=" + decky},
+func (f *floorClient) serviceSpec(project string, svc decnet.Service, decky string) spec {
+	return spec{name: compose.ContainerName(decky, svc.Name), body: map[string]any{
+		"Image": svc.Image, "Cmd": svc.Command, "Labels": labels(project, decky, svc.Name),
+		"Env": []string{"DECOY_PORTS=" + svc.Env["DECOY_PORTS"], "NODE_NAME=" + decky, "HOSTNAME=" + decky},
 		"HostConfig": map[string]any{"NetworkMode": "container:" + decky,
 			"RestartPolicy": map[string]string{"Name": "unless-stopped"}, "LogConfig": logConfig()},
 	}}
@@ -522,7 +501,7 @@ func (f *floorClient) serviceSpec(project string, img dockertest.ImageSet, decky
 
 // mutate removes the services of from that to lacks, then creates and
 // starts those to adds, each group concurrently.
-func (f *floorClient) mutate(ctx context.Context, project string, img dockertest.ImageSet, decky string, from, to []string) error {
+func (f *floorClient) mutate(ctx context.Context, project string, cat *decnet.Catalog, decky string, from, to []string) error {
 	plan := decnet.PlanMutation(from, to)
 	each := func(names []string, fn func(string) error) error {
 		var wg sync.WaitGroup
@@ -537,5 +516,8 @@ func (f *floorClient) mutate(ctx context.Context, project string, img dockertest
 	if err := each(plan.Remove, func(s string) error { return f.removeC(ctx, compose.ContainerName(decky, s)) }); err != nil {
 		return err
 	}
-	return each(plan.Add, func(s string) error { return f.run(ctx, f.serviceSpec(project, img, decky, s)) })
+	return each(plan.Add, func(s string) error {
+		svc, _ := cat.Lookup(s)
+		return f.run(ctx, f.serviceSpec(project, svc, decky))
+	})
 }

@@ -395,6 +395,15 @@ func RemoveImages() {
 // decnet.DefaultCatalog; 10000+i for other names).
 func Catalog(t testing.TB, img ImageSet, names ...string) *decnet.Catalog {
 	t.Helper()
+	c, err := NewCatalog(img, names...)
+	if err != nil {
+		t.Fatalf("test catalog: %v", err)
+	}
+	return c
+}
+
+// NewCatalog is Catalog for programs (benchmarks).
+func NewCatalog(img ImageSet, names ...string) (*decnet.Catalog, error) {
 	def := decnet.DefaultCatalog()
 	if len(names) == 0 {
 		names = def.Names()
@@ -417,11 +426,7 @@ func Catalog(t testing.TB, img ImageSet, names ...string) *decnet.Catalog {
 			Env:     map[string]string{"DECOY_PORTS": strings.Join(list, ",")},
 		})
 	}
-	c, err := decnet.NewCatalog(svcs...)
-	if err != nil {
-		t.Fatalf("test catalog: %v", err)
-	}
-	return c
+	return decnet.NewCatalog(svcs...)
 }
 
 // Banner connects to addr ("ip:port") until it answers or ctx ends, and
