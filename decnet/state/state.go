@@ -296,9 +296,13 @@ func flockContext(ctx context.Context, f *os.File) error {
 	}
 }
 
+// removeStaleTemps matches names inside the directory rather than globbing
+// its path, so a directory whose name holds glob metacharacters works too.
 func (s *Store) removeStaleTemps() {
-	names, _ := filepath.Glob(filepath.Join(s.dir, tempPattern))
-	for _, n := range names {
-		_ = os.Remove(n)
+	entries, _ := os.ReadDir(s.dir)
+	for _, e := range entries {
+		if ok, _ := filepath.Match(tempPattern, e.Name()); ok {
+			_ = os.Remove(filepath.Join(s.dir, e.Name()))
+		}
 	}
 }

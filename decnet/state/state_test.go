@@ -566,3 +566,32 @@ func TestSaveRejectionsChangeNothing(t *testing.T) {
 		}
 	}
 }
+
+// A temporary file left by a crashed Save is removed by the next Lock, even
+// in a directory whose name holds glob metacharacters.
+func TestLockRemovesStaleTemps(t *testing.T) {
+	for _, name := range []string{"state", "state[1]*?"} {
+		s, err := Open(filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale := filepath.Join(s.Dir(), "."+FileName+".tmp-123")
+		other := filepath.Join(s.Dir(), "notes.txt")
+		for _, f := range []string{stale, other} {
+			if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unlock, err := s.Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: stale temporary file survived Lock: %v", name, err)
+		}
+		if _, err := os.Stat(other); err != nil {
+			t.Errorf("%s: Lock removed an unrelated file: %v", name, err)
+		}
+	}
+}
