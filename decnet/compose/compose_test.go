@@ -81,7 +81,20 @@ func TestGolden(t *testing.T) {
 // TestReload checks that the YAML loads through compose-go's loader and
 // yields the model the engine creates containers from.
 func TestReload(t *testing.T) {
-	p, err := compose.Render(fleet(), opts())
+	cfg := fleet()
+	// "$" in free-form values (a decky's base image, a catalog service's
+	// image and capabilities) must survive compose's interpolation too.
+	cfg.Deckies[1].BaseImage = "registry.local/base:${TAG}"
+	cat := decnet.DefaultCatalog()
+	ssh, _ := cat.Lookup("ssh")
+	ssh.Image = "registry.local/ssh:$TAG"
+	ssh.CapAdd = []string{"NET_$RAW"}
+	if err := cat.Set(ssh); err != nil {
+		t.Fatal(err)
+	}
+	o := opts()
+	o.Catalog = cat
+	p, err := compose.Render(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

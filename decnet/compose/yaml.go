@@ -23,8 +23,10 @@ func MarshalYAML(p *types.Project) ([]byte, error) {
 		s.Environment = escapeEnv(s.Environment)
 		s.Command = escapeSlice(s.Command)
 		s.Entrypoint = escapeSlice(s.Entrypoint)
+		s.CapAdd = escapeSlice(s.CapAdd)
 		s.Labels = escapeMap(s.Labels)
 		s.Hostname = escape(s.Hostname)
+		s.Image = escape(s.Image)
 		out.Services[k] = s
 	}
 	return out.MarshalYAML()
@@ -32,11 +34,11 @@ func MarshalYAML(p *types.Project) ([]byte, error) {
 
 func escape(s string) string { return strings.ReplaceAll(s, "$", "$$") }
 
-func escapeSlice(in types.ShellCommand) types.ShellCommand {
+func escapeSlice[S ~[]string](in S) S {
 	if in == nil {
 		return nil
 	}
-	out := make(types.ShellCommand, len(in))
+	out := make(S, len(in))
 	for i, s := range in {
 		out[i] = escape(s)
 	}
