@@ -2,6 +2,7 @@ package compose_test
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -20,13 +21,7 @@ func ExampleRender() {
 		fmt.Println(err)
 		return
 	}
-	for _, key := range slices.Sorted(func(yield func(string) bool) {
-		for k := range p.Services {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, key := range slices.Sorted(maps.Keys(p.Services)) {
 		s := p.Services[key]
 		mode := s.NetworkMode
 		if mode == "" {
