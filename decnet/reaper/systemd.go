@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
@@ -122,7 +123,7 @@ func (s *SystemdUnits) ListUnits(ctx context.Context, patterns []string) ([]Unit
 	var out []Unit
 	idx := map[string]int{}
 	for _, f := range files {
-		name := baseName(f.Path)
+		name := path.Base(f.Path)
 		idx[name] = len(out)
 		out = append(out, Unit{Name: name, HasFile: true})
 	}
@@ -133,15 +134,6 @@ func (s *SystemdUnits) ListUnits(ctx context.Context, patterns []string) ([]Unit
 		}
 	}
 	return out, nil
-}
-
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // StopUnit implements UnitManager.
