@@ -190,13 +190,8 @@ func overlaps(del, keep string) bool {
 // Root) is kept, lies inside a kept path, or contains one.
 func (p Plan) isKept(abs string) bool {
 	for _, k := range p.Keep {
-		for a := abs; ; a = path.Dir(a) {
-			if m, _ := path.Match(k, a); m {
-				return true
-			}
-			if a == "/" {
-				break
-			}
+		if matchesOrAncestor(k, abs) {
+			return true
 		}
 		if strings.HasPrefix(literalPrefix(k), abs+"/") {
 			return true
@@ -218,13 +213,8 @@ func (p Plan) deletes(real string) bool {
 		abs = "/"
 	}
 	for _, d := range p.Delete {
-		for a := abs; ; a = path.Dir(a) {
-			if m, _ := path.Match(d, a); m {
-				return true
-			}
-			if a == "/" {
-				break
-			}
+		if matchesOrAncestor(d, abs) {
+			return true
 		}
 		// A pattern inside real deletes part of it.
 		if strings.HasPrefix(literalPrefix(d), strings.TrimSuffix(abs, "/")+"/") {
@@ -232,6 +222,19 @@ func (p Plan) deletes(real string) bool {
 		}
 	}
 	return false
+}
+
+// matchesOrAncestor reports whether pattern matches abs or one of its
+// ancestors (up to "/").
+func matchesOrAncestor(pattern, abs string) bool {
+	for a := abs; ; a = path.Dir(a) {
+		if m, _ := path.Match(pattern, a); m {
+			return true
+		}
+		if a == "/" {
+			return false
+		}
+	}
 }
 
 func (p Plan) rootDir() string {
