@@ -241,15 +241,13 @@ type SelfDestructer struct {
 	Options SpawnOptions
 }
 
-// SelfDestruct validates the plan and spawns the reaper. A reaper already
-// scheduled (its unit exists) is not an error.
+// SelfDestruct spawns the reaper (Spawn validates the plan first: an
+// invalid one changes nothing). A reaper already scheduled (its unit exists)
+// is not an error.
 func (s *SelfDestructer) SelfDestruct(ctx context.Context) error {
 	plan := DefaultPlan()
 	if s.Plan != nil {
 		plan = *s.Plan
-	}
-	if err := plan.Validate(); err != nil {
-		return err
 	}
 	_, err := Spawn(ctx, plan, s.Options)
 	if errors.Is(err, decnet.ErrConflict) {
