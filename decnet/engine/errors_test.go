@@ -130,6 +130,7 @@ func TestNewRejects(t *testing.T) {
 		"composefile": {ComposeFile: "x.yml"},
 		"concurrency": {Concurrency: -1},
 		"host":        {Host: "ftp://nowhere"},
+		"retry":       {Retry: engine.RetryPolicy{Attempts: 2, Base: -time.Millisecond}},
 	} {
 		if e, err := engine.New(cfg); !errors.Is(err, decnet.ErrInvalid) {
 			if e != nil {
