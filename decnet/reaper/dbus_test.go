@@ -163,26 +163,41 @@ func (m *fakeManager) wait() {
 	}
 }
 
-func TestSpawnOverDBus(t *testing.T) {
-	addr := privateBus(t)
+// systemdBus starts a private bus and connects to it as systemd's manager
+// (it owns org.freedesktop.systemd1); the connection is closed at cleanup.
+func systemdBus(t *testing.T) (addr string, sysd *godbus.Conn) {
+	t.Helper()
+	addr = privateBus(t)
 	sysd, err := dialBus(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sysd.Close()
+	t.Cleanup(func() { _ = sysd.Close() })
 	if reply, err := sysd.RequestName("org.freedesktop.systemd1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("own org.freedesktop.systemd1: %v %v", reply, err)
 	}
-	mgr := &fakeManager{conn: sysd}
+	return addr, sysd
+}
+
+// managerConn exports mgr as systemd's manager on sysd and returns a
+// go-systemd connection to it over the bus at addr. Close it when done.
+func managerConn(t *testing.T, addr string, sysd *godbus.Conn, mgr any) *sddbus.Conn {
+	t.Helper()
 	if err := sysd.Export(mgr, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager"); err != nil {
 		t.Fatal(err)
 	}
-	defer mgr.wait()
-
 	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) { return dialBus(addr) })
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn
+}
+
+func TestSpawnOverDBus(t *testing.T) {
+	addr, sysd := systemdBus(t)
+	mgr := &fakeManager{conn: sysd}
+	defer mgr.wait()
+	conn := managerConn(t, addr, sysd, mgr)
 	defer conn.Close()
 
 	_, root, outside, spawnDir := installWork(t)
@@ -242,20 +257,11 @@ func (m *unitManager) record(s string) {
 	m.calls = append(m.calls, s)
 }
 
-func matchesAny(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if ok, _ := filepath.Match(p, name); ok {
-			return true
-		}
-	}
-	return false
-}
-
 func (m *unitManager) ListUnitsByPatterns(states, patterns []string) ([]sddbus.UnitStatus, *godbus.Error) {
 	m.record("ListUnitsByPatterns " + strings.Join(patterns, ","))
 	var out []sddbus.UnitStatus
 	for _, n := range m.loaded {
-		if matchesAny(patterns, n) {
+		if matchAny(patterns, n) {
 			out = append(out, sddbus.UnitStatus{Name: n, LoadState: "loaded", ActiveState: "active", SubState: "running",
 				Path: godbus.ObjectPath("/org/freedesktop/systemd1/unit/x"), JobPath: "/"})
 		}
@@ -267,7 +273,7 @@ func (m *unitManager) ListUnitFilesByPatterns(states, patterns []string) ([]sddb
 	m.record("ListUnitFilesByPatterns " + strings.Join(patterns, ","))
 	var out []sddbus.UnitFile
 	for _, n := range m.files {
-		if matchesAny(patterns, n) {
+		if matchAny(patterns, n) {
 			out = append(out, sddbus.UnitFile{Path: "/etc/systemd/system/" + n, Type: "enabled"})
 		}
 	}
@@ -297,26 +303,12 @@ func (m *unitManager) Reload() *godbus.Error {
 // TestSystemdUnitsOverDBus runs the units steps of a plan through the real
 // SystemdUnits (go-systemd over D-Bus) against the private bus.
 func TestSystemdUnitsOverDBus(t *testing.T) {
-	addr := privateBus(t)
-	sysd, err := dialBus(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sysd.Close()
-	if reply, err := sysd.RequestName("org.freedesktop.systemd1", godbus.NameFlagDoNotQueue); err != nil || reply != godbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("own org.freedesktop.systemd1: %v %v", reply, err)
-	}
+	addr, sysd := systemdBus(t)
 	mgr := &unitManager{conn: sysd,
 		loaded: []string{"decnet-agent.service", "decnet-reaper-9.service", "sshd.service"},
 		files:  []string{"decnet-agent.service", "decnet-updater.timer", "sshd.service"},
 	}
-	if err := sysd.Export(mgr, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager"); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) { return dialBus(addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := managerConn(t, addr, sysd, mgr)
 	defer conn.Close()
 
 	p := Plan{Units: []string{"decnet-*"}}

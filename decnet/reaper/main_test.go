@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,20 +132,11 @@ func sessionID(pid int) int {
 	}
 	// pid (comm) state ppid pgrp session ...
 	s := string(data)
-	i := lastIndexByte(s, ')')
+	i := strings.LastIndexByte(s, ')')
 	var state string
 	var ppid, pgrp, sid int
 	if _, err := fmt.Sscanf(s[i+1:], " %s %d %d %d", &state, &ppid, &pgrp, &sid); err != nil {
 		return 0
 	}
 	return sid
-}
-
-func lastIndexByte(s string, c byte) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
