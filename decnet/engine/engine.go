@@ -224,10 +224,15 @@ func transient(err error) bool {
 	return false
 }
 
-// classify wraps an Engine API error in its decnet class.
+// classify wraps an Engine API error in its decnet class. An error that
+// already is a *decnet.Error (one the call itself classified, such as a
+// failed build) keeps its class.
 func classify(op, kind, id string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if _, ok := errors.AsType[*decnet.Error](err); ok {
+		return err
 	}
 	class := decnet.ErrUnavailable
 	switch {

@@ -3,9 +3,11 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -138,5 +140,33 @@ func TestNewRejects(t *testing.T) {
 			}
 			t.Errorf("%s: New = %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// TestBuildFailureIsInvalid: a build the daemon reports as failed (in its
+// message stream, after a 200) is decnet.ErrInvalid, not a daemon outage.
+func TestBuildFailureIsInvalid(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			w.Header().Set("Api-Version", "1.41")
+		case strings.HasSuffix(r.URL.Path, "/build"):
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"stream":"Step 1/3 : FROM scratch\n"}` + "\n" +
+				`{"errorDetail":{"message":"COPY failed"},"error":"COPY failed"}` + "\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	e := fakeEngine(t, "tcp://"+srv.Listener.Addr().String())
+	bin := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(bin, []byte("#!/bin/true\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := e.BuildImage(context.Background(), engine.ImageSpec{Tag: "dnt-fail:1", Binary: bin})
+	if !errors.Is(err, decnet.ErrInvalid) || errors.Is(err, decnet.ErrUnavailable) {
+		t.Fatalf("BuildImage = %v, want ErrInvalid", err)
 	}
 }

@@ -84,13 +84,13 @@ func (e *Engine) BuildImage(ctx context.Context, spec ImageSpec) error {
 			return err
 		}
 		defer res.Body.Close()
-		return buildStream(res.Body)
+		return buildStream(spec.Tag, res.Body)
 	})
 }
 
-// buildStream drains a build's JSON message stream and returns the error it
-// reports, if any.
-func buildStream(r io.Reader) error {
+// buildStream drains the JSON message stream of the build of tag and returns
+// the error it reports, if any (decnet.ErrInvalid).
+func buildStream(tag string, r io.Reader) error {
 	dec := json.NewDecoder(r)
 	for {
 		var m struct {
@@ -104,10 +104,10 @@ func buildStream(r io.Reader) error {
 			return fmt.Errorf("read build output: %w", err)
 		}
 		if m.Error != nil {
-			return decnet.Errorf(decnet.ErrInvalid, "image", "", "build failed: %s", m.Error.Message)
+			return decnet.Errorf(decnet.ErrInvalid, "image", tag, "build of image %q failed: %s", tag, m.Error.Message)
 		}
 		if m.ErrorText != "" {
-			return decnet.Errorf(decnet.ErrInvalid, "image", "", "build failed: %s", m.ErrorText)
+			return decnet.Errorf(decnet.ErrInvalid, "image", tag, "build of image %q failed: %s", tag, m.ErrorText)
 		}
 	}
 }
