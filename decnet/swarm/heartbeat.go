@@ -102,7 +102,11 @@ func HeartbeatHandler(repo repository.Repository, opts HeartbeatOptions) http.Ha
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, decnet.MaxRequestBytes))
 		if err != nil {
-			writeError(w, &decnet.WireError{Code: decnet.CodeTooLarge, Message: "request body too large"})
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				writeError(w, &decnet.WireError{Code: decnet.CodeTooLarge, Message: "request body too large"})
+				return
+			}
+			writeError(w, decnet.Errorf(decnet.ErrInvalid, "body", "", "read request body: %v", err))
 			return
 		}
 		var st decnet.StatusResponse

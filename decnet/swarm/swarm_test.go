@@ -3,10 +3,14 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -392,5 +396,33 @@ func TestHeartbeatRejectsBadBodies(t *testing.T) {
 	}
 	if h, _ := f.repo.GetHost(t.Context(), f.host.UUID); h.Status != repository.HostEnrolled {
 		t.Errorf("a rejected heartbeat changed the host: %s", h.Status)
+	}
+}
+
+// failingBody is a request body whose read fails midway, as when a worker's
+// connection breaks (a real client cannot be made to do this on demand).
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+func (failingBody) Close() error             { return nil }
+
+// A body that cannot be read is a bad request, not a body too large, and
+// changes nothing.
+func TestHeartbeatBodyReadError(t *testing.T) {
+	p := agenttest.NewPKI(t, true)
+	f := newFleet(t, p, deadAddr(t))
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/heartbeat", failingBody{})
+	r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{f.workerBundle.Cert}}}
+	w := httptest.NewRecorder()
+	HeartbeatHandler(f.repo, HeartbeatOptions{}).ServeHTTP(w, r)
+	var wb decnet.WireBody
+	if err := json.Unmarshal(w.Body.Bytes(), &wb); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusBadRequest || !errors.Is(&wb.Error, decnet.ErrInvalid) {
+		t.Errorf("unreadable body: %d %+v, want 400 invalid", w.Code, wb.Error)
+	}
+	if h, _ := f.repo.GetHost(t.Context(), f.host.UUID); h.Status != repository.HostEnrolled {
+		t.Errorf("a failed heartbeat changed the host: %s", h.Status)
 	}
 }
