@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -333,15 +334,8 @@ func showStatus(ctx context.Context, out io.Writer, c *agentclient.Client) (decn
 		return st, fmt.Errorf("status: %w", err)
 	}
 	for _, d := range st.Deckies {
-		keys := slices.Sorted(func(yield func(string) bool) {
-			for k := range d.Containers {
-				if !yield(k) {
-					return
-				}
-			}
-		})
 		var parts []string
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(d.Containers)) {
 			parts = append(parts, k+"="+d.Containers[k])
 		}
 		fmt.Fprintf(out, "   %-9s %-15s %-8s running=%-5v %s\n", d.Name, d.IP, d.OS, d.Running, strings.Join(parts, " "))
