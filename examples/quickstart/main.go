@@ -36,7 +36,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -394,16 +393,13 @@ func decoy(args []string) int {
 		return 2
 	}
 	banner := fmt.Sprintf("%s decoy on %s (%s)\n", svc.Name, os.Getenv("HOSTNAME"), os.Getenv("NODE_NAME"))
-	var wg sync.WaitGroup
 	for _, p := range svc.Ports {
 		ln, err := net.Listen("tcp", ":"+strconv.Itoa(int(p.Port)))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		go func() { // ends with the process
 			for {
 				c, err := ln.Accept()
 				if err != nil {
