@@ -432,9 +432,15 @@ func (e *Engine) Status(ctx context.Context, cfg decnet.Config) ([]decnet.DeckyS
 
 // Plan reports what Apply(cfg) would do, without changing anything: per
 // decky "create" (no base yet), "update" (some container to create, recreate,
-// start or remove) or "keep", and the deckies of the project cfg drops.
+// start or remove, or the network's settings drifted, so Apply replaces it
+// and recreates the decky) or "keep", and the deckies of the project cfg
+// drops.
 func (e *Engine) Plan(ctx context.Context, cfg decnet.Config) (decnet.DeployPlan, error) {
 	p, err := compose.Render(cfg, e.opts)
+	if err != nil {
+		return decnet.DeployPlan{}, err
+	}
+	drifted, err := e.networkDrifted(ctx, p)
 	if err != nil {
 		return decnet.DeployPlan{}, err
 	}
@@ -457,7 +463,7 @@ func (e *Engine) Plan(ctx context.Context, cfg decnet.Config) (decnet.DeployPlan
 		switch {
 		case df.base == nil:
 			dp.Action = "create"
-		case !df.noop():
+		case drifted || !df.noop():
 			dp.Action = "update"
 		}
 		plan.Deckies = append(plan.Deckies, dp)

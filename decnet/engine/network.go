@@ -34,19 +34,13 @@ func (e *Engine) ensureOne(ctx context.Context, p *types.Project, key string, nc
 	if err != nil {
 		return err
 	}
-	var cur network.Inspect
-	err = e.do(ctx, "inspect", "network", nc.Name, func(ctx context.Context) error {
-		res, err := e.api.NetworkInspect(ctx, nc.Name, client.NetworkInspectOptions{})
-		cur = res.Network
-		return err
-	})
+	cur, exists, err := e.inspectNetwork(ctx, nc.Name)
 	switch {
-	case errors.Is(err, decnet.ErrNotFound):
-		return e.createNetwork(ctx, nc.Name, want)
 	case err != nil:
 		return err
-	}
-	if sameNetwork(cur, want) {
+	case !exists:
+		return e.createNetwork(ctx, nc.Name, want)
+	case sameNetwork(cur, want):
 		return nil
 	}
 	if strict {
@@ -77,6 +71,40 @@ func (e *Engine) ensureOne(ctx context.Context, p *types.Project, key string, nc
 		return err
 	}
 	return e.createNetwork(ctx, nc.Name, want)
+}
+
+// inspectNetwork returns the Docker network called name, and whether it
+// exists.
+func (e *Engine) inspectNetwork(ctx context.Context, name string) (network.Inspect, bool, error) {
+	var cur network.Inspect
+	err := e.do(ctx, "inspect", "network", name, func(ctx context.Context) error {
+		res, err := e.api.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+		cur = res.Network
+		return err
+	})
+	if errors.Is(err, decnet.ErrNotFound) {
+		return cur, false, nil
+	}
+	return cur, err == nil, err
+}
+
+// networkDrifted reports whether a network of p exists with other settings
+// than p's (Apply would then replace it and recreate every container).
+func (e *Engine) networkDrifted(ctx context.Context, p *types.Project) (bool, error) {
+	for key, nc := range p.Networks {
+		want, err := networkCreate(p, key, nc)
+		if err != nil {
+			return false, err
+		}
+		cur, exists, err := e.inspectNetwork(ctx, nc.Name)
+		if err != nil {
+			return false, err
+		}
+		if exists && !sameNetwork(cur, want) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func networkCreate(p *types.Project, key string, nc types.NetworkConfig) (client.NetworkCreateOptions, error) {

@@ -271,6 +271,16 @@ func TestNetworkDrift(t *testing.T) {
 	if err := f.eng.Apply(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// Only the network differs (its gateway): no container spec changes,
+	// but Apply would replace the network and recreate the decky.
+	regw := cfg
+	regw.Network.Gateway = dockertest.Addr(cfg.Network.Subnet, 254)
+	if acts, _ := planActions(t, f, regw); acts[name] != "update" {
+		t.Fatalf("plan on a drifted network = %v, want update", acts)
+	}
+	if acts, _ := planActions(t, f, cfg); acts[name] != "keep" {
+		t.Fatalf("plan on the deployed network = %v, want keep", acts)
+	}
 	moved := cfg
 	moved.Network.Subnet = dockertest.Subnet(t)
 	moved.Network.Gateway = dockertest.Addr(moved.Network.Subnet, 1)
