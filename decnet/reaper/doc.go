@@ -10,9 +10,10 @@
 //
 // [Execute] carries a plan out, step by step: wait the delay (so the agent's
 // HTTP reply drains), remove the projects' containers through the engine,
-// stop then disable the units, delete the paths (globs expanded under Root,
-// never following a symlink out of Root), reload systemd and delete the
-// reaper's own copy. A failing step is logged and the next one still runs;
+// stop then disable the units, delete the paths (globs expanded under Root;
+// a symlink is unlinked, never followed, and no directory is traversed
+// through a symlink, even one pointing inside Root), reload systemd and
+// delete the reaper's own copy. A failing step is logged and the next one still runs;
 // the [Result] lists what was done and what failed.
 //
 // [Spawn] starts a reaper that outlives the agent: it copies the running
