@@ -52,8 +52,12 @@ type RetryPolicy struct {
 	Max      time.Duration
 }
 
-// DefaultRetryPolicy is used when Config.Retry is zero.
-var DefaultRetryPolicy = RetryPolicy{Attempts: 4, Base: 100 * time.Millisecond, Max: 2 * time.Second}
+// DefaultRetryPolicy returns the policy used when Config.Retry is zero: 4
+// attempts, waiting 100 ms, 200 ms, 400 ms (capped at 2 s). It is a function,
+// not a variable, so no importer can change every engine's policy.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{Attempts: 4, Base: 100 * time.Millisecond, Max: 2 * time.Second}
+}
 
 // Engine applies decnet fleets to one Docker Engine through the Engine API.
 // It is safe for concurrent use; callers serialise state-changing calls on
@@ -99,7 +103,7 @@ func New(cfg Config) (*Engine, error) {
 		v.Add("retry", "must not be negative")
 	}
 	if cfg.Retry == (RetryPolicy{}) {
-		cfg.Retry = DefaultRetryPolicy
+		cfg.Retry = DefaultRetryPolicy()
 	}
 	if cfg.Retry.Attempts == 0 {
 		cfg.Retry.Attempts = 1
