@@ -16,7 +16,7 @@ import (
 // TestQuickstartEndToEnd runs what README's quick start runs: the static
 // decnet-agent and quickstart binaries against the real Docker Engine.
 func TestQuickstartEndToEnd(t *testing.T) {
-	dockertest.Require(t)
+	adm := dockertest.Require(t)
 	subnet := dockertest.Subnet(t)
 	bin := t.TempDir()
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -43,7 +43,6 @@ func TestQuickstartEndToEnd(t *testing.T) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, out)
 		}
 	}
-	adm := dockertest.Require(t)
 	if projects, err := adm.Projects(ctx); err != nil {
 		t.Fatal(err)
 	} else {
