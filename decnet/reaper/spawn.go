@@ -1,6 +1,7 @@
 package reaper
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -140,7 +141,7 @@ func Spawn(ctx context.Context, plan Plan, opts SpawnOptions) (Spawned, error) {
 	if err != nil {
 		return Spawned{}, fmt.Errorf("encode plan: %w", err)
 	}
-	if err := writeFile(sp.PlanFile, data, 0o600); err != nil {
+	if err := writeNew(sp.PlanFile, bytes.NewReader(data), 0o600); err != nil {
 		return Spawned{}, err
 	}
 	sp.Command = []string{sp.Executable, "reap", "--plan", sp.PlanFile}
@@ -197,27 +198,17 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return fmt.Errorf("open executable: %w", err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("create reaper executable: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		_ = out.Close()
-		return fmt.Errorf("copy executable: %w", err)
-	}
-	if err := out.Sync(); err != nil {
-		_ = out.Close()
-		return fmt.Errorf("sync reaper executable: %w", err)
-	}
-	return out.Close()
+	return writeNew(dst, in, mode)
 }
 
-func writeFile(name string, data []byte, mode os.FileMode) error {
+// writeNew creates name (which must not exist) with mode, fills it from r
+// and syncs it.
+func writeNew(name string, r io.Reader, mode os.FileMode) error {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	_, err = f.Write(data)
+	_, err = io.Copy(f, r)
 	if err == nil {
 		err = f.Sync()
 	}
