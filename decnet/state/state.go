@@ -239,13 +239,19 @@ func syncDir(dir string) error {
 
 // Lock takes the store's exclusive lock: first between the goroutines sharing
 // this Store, then, through an flock(2) on the lock file, between processes
-// and between Stores opened on the same directory. It waits until the lock is free or ctx ends (then it returns
-// ctx's error and holds nothing). The returned unlock releases both; it is
-// safe to call more than once.
+// and between Stores opened on the same directory. It waits until the lock
+// is free or ctx ends (then it returns ctx's error and holds nothing); a ctx
+// that has already ended never takes it. The returned unlock releases both;
+// it is safe to call more than once.
 //
 // Temporary files left behind by a writer that crashed mid-Save are removed
 // once the lock is held.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
+	// An ended ctx never takes the lock, even a free one (select alone
+	// would pick at random between the free lock and ctx.Done).
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -595,3 +595,24 @@ func TestLockRemovesStaleTemps(t *testing.T) {
 		}
 	}
 }
+
+// A ctx that has already ended never takes the lock, even a free one.
+func TestLockEndedContext(t *testing.T) {
+	s := openTemp(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 20 {
+		unlock, err := s.Lock(ctx)
+		if !errors.Is(err, context.Canceled) {
+			if err == nil {
+				unlock()
+			}
+			t.Fatalf("Lock with an ended ctx: %v, want context.Canceled", err)
+		}
+	}
+	unlock, err := s.Lock(t.Context())
+	if err != nil {
+		t.Fatalf("the refused attempts left the lock held: %v", err)
+	}
+	unlock()
+}
