@@ -9,7 +9,9 @@
 // the new services and last_mutated, so the store never believes a mutation
 // that did not happen. Every attempt, successful or not, is appended to the
 // store's event log as a "decky_mutated" event carrying the old and new
-// services, the trigger, the actor, the target and the outcome.
+// services, the trigger, the actor, the target and the outcome. The event is
+// written in the same store transaction as the decky's new services (or, for
+// a failure, its new state), so the log and the rows never disagree.
 //
 // # Scheduling
 //

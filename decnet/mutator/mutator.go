@@ -724,12 +724,13 @@ func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 }
 
-// succeeded records a dispatched mutation: the new services and
-// last_mutated, then the event.
+// succeeded records a dispatched mutation: the new services, last_mutated
+// and state running together with its event, in one store transaction.
 func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) Result {
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	now := e.clock.Now()
+	ev := e.event(res, now)
 	var err error
 	for range maxUpdateAttempts {
 		d.Services = slices.Clone(res.New)
@@ -737,7 +738,7 @@ func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) 
 		d.LastMutated = now
 		d.State = repository.DeckyRunning
 		d.LastError = ""
-		_, err = e.store.UpdateDecky(rctx, d)
+		_, _, err = e.store.UpdateDeckyWithEvent(rctx, d, ev)
 		if !errors.Is(err, decnet.ErrConflict) {
 			break
 		}
@@ -765,7 +766,6 @@ func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) 
 	}
 	e.mu.Unlock()
 	e.metrics.mutations.WithLabelValues(OutcomeOK, res.Trigger).Inc()
-	e.appendEvent(rctx, res, now)
 	e.log.InfoContext(ctx, "decky_mutated", "decky", res.Decky, "target", res.Target, "trigger", res.Trigger,
 		"old_services", res.Old, "new_services", res.New, "duration", res.Duration.String())
 	if iv := e.effectiveInterval(d); iv > 0 {
@@ -774,9 +774,10 @@ func (e *Engine) succeeded(ctx context.Context, d repository.Decky, res Result) 
 	return res
 }
 
-// failed records a failed attempt: the event, state (degraded for a failed
-// dispatch; unchanged, with last_error, when nothing was dispatched) and the
-// backoff before the next scheduled attempt.
+// failed records a failed attempt: state (degraded for a failed dispatch;
+// unchanged, with last_error, when nothing was dispatched) together with its
+// event in one store transaction, and the backoff before the next scheduled
+// attempt. A decky deleted meanwhile gets the event alone.
 func (e *Engine) failed(ctx context.Context, res Result, state repository.DeckyState, err error) Result {
 	res.Err = err
 	rctx, cancel := recordCtx(ctx)
@@ -795,17 +796,23 @@ func (e *Engine) failed(ctx context.Context, res Result, state repository.DeckyS
 	e.mu.Unlock()
 
 	e.metrics.mutations.WithLabelValues(OutcomeFailed, res.Trigger).Inc()
-	if serr := e.store.SetDeckyState(rctx, res.Decky, state, err.Error()); serr != nil {
+	ev := e.event(res, now, "attempt", strconv.Itoa(f.count), "retry_at", f.until.UTC().Format(time.RFC3339Nano))
+	_, serr := e.store.SetDeckyStateWithEvent(rctx, res.Decky, state, err.Error(), ev)
+	if errors.Is(serr, decnet.ErrNotFound) {
+		// No row to record the state on; the attempt still belongs in the log.
+		_, serr = e.store.AppendEvent(rctx, ev)
+	}
+	if serr != nil {
 		e.log.ErrorContext(ctx, "mutator_record_failed", "decky", res.Decky, "error", serr)
 	}
-	e.appendEvent(rctx, res, now, "attempt", strconv.Itoa(f.count), "retry_at", f.until.UTC().Format(time.RFC3339Nano))
 	e.log.WarnContext(ctx, "decky_mutation_failed", "decky", res.Decky, "target", res.Target, "trigger", res.Trigger,
 		"attempt", f.count, "retry_in", wait.String(), "error", err)
 	e.note(f.until)
 	return res
 }
 
-func (e *Engine) appendEvent(ctx context.Context, res Result, now time.Time, detail ...string) {
+// event is the decky_mutated event of res; detail is extra key, value pairs.
+func (e *Engine) event(res Result, now time.Time, detail ...string) repository.Event {
 	ev := repository.Event{
 		Time:        now,
 		Kind:        EventMutated,
@@ -829,7 +836,5 @@ func (e *Engine) appendEvent(ctx context.Context, res Result, now time.Time, det
 		ev.Outcome = OutcomeFailed
 		ev.Error = res.Err.Error()
 	}
-	if _, err := e.store.AppendEvent(ctx, ev); err != nil {
-		e.log.ErrorContext(ctx, "mutator_event_failed", "decky", res.Decky, "error", err)
-	}
+	return ev
 }

@@ -12,10 +12,13 @@ import (
 type Store interface {
 	GetDecky(ctx context.Context, name string) (repository.Decky, error)
 	ListDeckies(ctx context.Context, f repository.DeckyFilter) ([]repository.Decky, error)
-	// UpdateDecky writes d if d.Version is current, else fails with
-	// decnet.ErrConflict.
-	UpdateDecky(ctx context.Context, d repository.Decky) (repository.Decky, error)
-	SetDeckyState(ctx context.Context, name string, state repository.DeckyState, lastError string) error
+	// UpdateDeckyWithEvent writes d and appends ev in one transaction if
+	// d.Version is current, else fails with decnet.ErrConflict and writes
+	// nothing.
+	UpdateDeckyWithEvent(ctx context.Context, d repository.Decky, ev repository.Event) (repository.Decky, repository.Event, error)
+	// SetDeckyStateWithEvent writes the decky's runtime state and appends ev
+	// in one transaction.
+	SetDeckyStateWithEvent(ctx context.Context, name string, state repository.DeckyState, lastError string, ev repository.Event) (repository.Event, error)
 	ListDue(ctx context.Context, t time.Time, defaultInterval time.Duration) ([]repository.Decky, error)
 	NextDue(ctx context.Context, defaultInterval time.Duration) (at time.Time, ok bool, err error)
 	AppendEvent(ctx context.Context, e repository.Event) (repository.Event, error)

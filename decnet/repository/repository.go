@@ -239,6 +239,18 @@ type Repository interface {
 	AssignDecky(ctx context.Context, name, hostUUID string, version int64) (Decky, error)
 	// SetDeckyState writes only the runtime state and last error.
 	SetDeckyState(ctx context.Context, name string, state DeckyState, lastError string) error
+	// UpdateDeckyWithEvent is UpdateDecky and AppendEvent in one
+	// transaction: the change and its audit record are stored together or
+	// not at all. A stale version is ErrConflict and writes neither the row
+	// nor the event; an invalid decky or event (no Kind, an ID set, a Decky
+	// other than d's name) is ErrInvalid. An empty ev.Decky or ev.HostUUID
+	// is filled in from the row. It returns the row and the event as stored.
+	UpdateDeckyWithEvent(ctx context.Context, d Decky, ev Event) (Decky, Event, error)
+	// SetDeckyStateWithEvent is SetDeckyState and AppendEvent in one
+	// transaction (no version check, none bumped), with the same event rules
+	// as UpdateDeckyWithEvent. An unknown decky is ErrNotFound and appends
+	// nothing.
+	SetDeckyStateWithEvent(ctx context.Context, name string, state DeckyState, lastError string, ev Event) (Event, error)
 	DeleteDecky(ctx context.Context, name string) error
 	// ListDue returns the deckies whose effective interval (their own, else
 	// defaultInterval) is non-zero and has elapsed at t: t - LastMutated >= interval.

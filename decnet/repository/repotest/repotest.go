@@ -39,6 +39,8 @@ func Run(t *testing.T, open Open) {
 		{"DeckyRejectsBadInput", testDeckyRejectsBadInput},
 		{"AssignDecky", testAssignDecky},
 		{"SetDeckyState", testSetDeckyState},
+		{"UpdateDeckyWithEvent", testUpdateDeckyWithEvent},
+		{"SetDeckyStateWithEvent", testSetDeckyStateWithEvent},
 		{"ListDueAndNextDue", testListDue},
 		{"Tokens", testTokens},
 		{"TokenRejectsBadInput", testTokenRejectsBadInput},
@@ -49,6 +51,8 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentDeckyUpdatesLoseNothing", testConcurrentDeckyUpdates},
 		{"ConcurrentStaleUpdatesOneWins", testConcurrentStaleUpdates},
 		{"ConcurrentTokenConsumeOneWins", testConcurrentTokenConsume},
+		{"ConcurrentOutcomesVisibleTogether", testConcurrentOutcomesVisibleTogether},
+		{"ConcurrentStaleOutcomesOneEvent", testConcurrentStaleOutcomesOneEvent},
 		{"ModelProperty", testModelProperty},
 	}
 	for _, tc := range tests {

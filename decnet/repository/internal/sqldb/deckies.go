@@ -153,40 +153,69 @@ func (s *Store) UpdateDecky(ctx context.Context, d repository.Decky) (repository
 		return repository.Decky{}, err
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getDecky(ctx, tx, d.Name)
-		if err != nil {
-			return err
-		}
-		if cur.Version != d.Version {
-			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
-				"decky %q was changed concurrently: version %d is stale (now %d)", d.Name, d.Version, cur.Version)
-		}
-		if cur.HostUUID != d.HostUUID {
-			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
-				"decky %q is on host %q: an update does not move it (use AssignDecky)", d.Name, cur.HostUUID)
-		}
-		if d.LastMutated.IsZero() {
-			d.LastMutated = cur.LastMutated
-		}
-		d.Spec.LastMutated = d.LastMutated
-		d.CreatedAt, d.UpdatedAt = cur.CreatedAt, s.stamp()
-		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET spec = ?, services = ?, mutate_interval_us = ?,
-	last_mutated = ?, state = ?, last_error = ?, updated_at = ?, version = version + 1
-WHERE name = ? AND version = ?`),
-			storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval), micro(d.LastMutated),
-			string(d.State), d.LastError, micro(d.UpdatedAt), d.Name, d.Version)
-		if err != nil {
-			return s.dbErr("update decky", err)
-		}
-		if rowsAffected(res) != 1 {
-			return decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q was changed concurrently", d.Name)
-		}
-		d.Version++
-		return nil
+		d, err = s.updateDecky(ctx, tx, d)
+		return err
 	})
 	if err != nil {
 		return repository.Decky{}, err
 	}
+	return d, nil
+}
+
+// UpdateDeckyWithEvent implements repository.Repository.
+func (s *Store) UpdateDeckyWithEvent(ctx context.Context, d repository.Decky, ev repository.Event) (repository.Decky, repository.Event, error) {
+	d, err := normDecky(d, false)
+	if err != nil {
+		return repository.Decky{}, repository.Event{}, err
+	}
+	if err := checkDeckyEvent(ev, d.Name); err != nil {
+		return repository.Decky{}, repository.Event{}, err
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if d, err = s.updateDecky(ctx, tx, d); err != nil {
+			return err
+		}
+		ev, err = s.appendEvent(ctx, tx, fillDeckyEvent(ev, d.Name, d.HostUUID))
+		return err
+	})
+	if err != nil {
+		return repository.Decky{}, repository.Event{}, err
+	}
+	return d, ev, nil
+}
+
+// updateDecky writes the normalised d in tx if its version is current and
+// returns the row as written.
+func (s *Store) updateDecky(ctx context.Context, tx *sql.Tx, d repository.Decky) (repository.Decky, error) {
+	cur, err := s.getDecky(ctx, tx, d.Name)
+	if err != nil {
+		return d, err
+	}
+	if cur.Version != d.Version {
+		return d, decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
+			"decky %q was changed concurrently: version %d is stale (now %d)", d.Name, d.Version, cur.Version)
+	}
+	if cur.HostUUID != d.HostUUID {
+		return d, decnet.Errorf(decnet.ErrConflict, "decky", d.Name,
+			"decky %q is on host %q: an update does not move it (use AssignDecky)", d.Name, cur.HostUUID)
+	}
+	if d.LastMutated.IsZero() {
+		d.LastMutated = cur.LastMutated
+	}
+	d.Spec.LastMutated = d.LastMutated
+	d.CreatedAt, d.UpdatedAt = cur.CreatedAt, s.stamp()
+	res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET spec = ?, services = ?, mutate_interval_us = ?,
+	last_mutated = ?, state = ?, last_error = ?, updated_at = ?, version = version + 1
+WHERE name = ? AND version = ?`),
+		storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval), micro(d.LastMutated),
+		string(d.State), d.LastError, micro(d.UpdatedAt), d.Name, d.Version)
+	if err != nil {
+		return d, s.dbErr("update decky", err)
+	}
+	if rowsAffected(res) != 1 {
+		return d, decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q was changed concurrently", d.Name)
+	}
+	d.Version++
 	return d, nil
 }
 
@@ -242,6 +271,38 @@ WHERE name = ? AND version = ?`), nullStr(hostUUID), micro(now), name, version)
 
 // SetDeckyState implements repository.Repository.
 func (s *Store) SetDeckyState(ctx context.Context, name string, state repository.DeckyState, lastError string) error {
+	if err := checkDeckyState(name, state); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := s.setDeckyState(ctx, tx, name, state, lastError)
+		return err
+	})
+}
+
+// SetDeckyStateWithEvent implements repository.Repository.
+func (s *Store) SetDeckyStateWithEvent(ctx context.Context, name string, state repository.DeckyState, lastError string, ev repository.Event) (repository.Event, error) {
+	if err := checkDeckyState(name, state); err != nil {
+		return repository.Event{}, err
+	}
+	if err := checkDeckyEvent(ev, name); err != nil {
+		return repository.Event{}, err
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		host, err := s.setDeckyState(ctx, tx, name, state, lastError)
+		if err != nil {
+			return err
+		}
+		ev, err = s.appendEvent(ctx, tx, fillDeckyEvent(ev, name, host))
+		return err
+	})
+	if err != nil {
+		return repository.Event{}, err
+	}
+	return ev, nil
+}
+
+func checkDeckyState(name string, state repository.DeckyState) error {
 	v := &decnet.ValidationError{}
 	if name == "" {
 		v.Add("name", "required")
@@ -249,20 +310,48 @@ func (s *Store) SetDeckyState(ctx context.Context, name string, state repository
 	if !state.Valid() {
 		v.Add("state", "unknown decky state %q", state)
 	}
-	if err := v.Err(); err != nil {
-		return err
+	return v.Err()
+}
+
+// setDeckyState writes the decky's runtime fields in tx and returns its host.
+func (s *Store) setDeckyState(ctx context.Context, tx *sql.Tx, name string, state repository.DeckyState, lastError string) (string, error) {
+	var host sql.NullString
+	err := tx.QueryRowContext(ctx, s.d.q(`UPDATE deckies SET state = ?, last_error = ?, updated_at = ? WHERE name = ? RETURNING host_uuid`),
+		string(state), truncText(lastError), micro(s.stamp()), name).Scan(&host)
+	if isNoRows(err) {
+		return "", notFound("decky", name)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET state = ?, last_error = ?, updated_at = ? WHERE name = ?`),
-			string(state), truncText(lastError), micro(s.stamp()), name)
-		if err != nil {
-			return s.dbErr("set decky state", err)
-		}
-		if rowsAffected(res) == 0 {
-			return notFound("decky", name)
-		}
-		return nil
-	})
+	if err != nil {
+		return "", s.dbErr("set decky state", err)
+	}
+	return host.String, nil
+}
+
+// checkDeckyEvent validates the event recorded with a write to decky name
+// before anything is written.
+func checkDeckyEvent(ev repository.Event, name string) error {
+	v := &decnet.ValidationError{}
+	if ev.Kind == "" {
+		v.Add("event.kind", "required")
+	}
+	if ev.ID != 0 {
+		v.Add("event.id", "assigned by the repository")
+	}
+	if ev.Decky != "" && ev.Decky != name {
+		v.Add("event.decky", "%q differs from the decky written (%q)", ev.Decky, name)
+	}
+	return v.Err()
+}
+
+// fillDeckyEvent fills the event's empty Decky and HostUUID from the row.
+func fillDeckyEvent(ev repository.Event, name, host string) repository.Event {
+	if ev.Decky == "" {
+		ev.Decky = name
+	}
+	if ev.HostUUID == "" {
+		ev.HostUUID = host
+	}
+	return ev
 }
 
 // DeleteDecky implements repository.Repository.
