@@ -13,8 +13,11 @@
 // stop then disable the units, delete the paths (globs expanded under Root;
 // a symlink is unlinked, never followed, and no directory is traversed
 // through a symlink, even one pointing inside Root), reload systemd and
-// delete the reaper's own copy. A failing step is logged and the next one still runs;
-// the [Result] lists what was done and what failed.
+// delete the reaper's own copy. The units never include the reaper's own
+// decnet-reaper-* unit; a reaper that runs inside a unit it stops (a
+// detached reaper in decnet-agent.service) stops that unit last of all. A
+// failing step is logged and the next one still runs; the [Result] lists
+// what was done and what failed.
 //
 // [Spawn] starts a reaper that outlives the agent: it copies the running
 // executable and the plan to a fresh temporary directory outside every

@@ -54,6 +54,12 @@ type Deps struct {
 	Units      UnitManager
 	// Sleep waits d or until ctx ends; nil uses a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// OwnUnit returns the systemd unit the reaper itself runs in ("" for
+	// none); nil reads it from /proc/self/cgroup. A reaper started as a
+	// detached process on a machine with systemd lives in the agent's unit:
+	// that unit is stopped last, after every other step, since stopping it
+	// ends the reaper.
+	OwnUnit func() string
 	// Logger receives one line per action and per failure; nil discards.
 	Logger *slog.Logger
 }
@@ -68,6 +74,9 @@ const (
 	StepDeletePaths      = "delete_paths"
 	StepDaemonReload     = "daemon_reload"
 	StepDeleteSelf       = "delete_self"
+	// StepStopOwnUnit runs only when the reaper's own unit matched the plan;
+	// when it succeeds the reaper is gone, so it is never reported done.
+	StepStopOwnUnit = "stop_own_unit"
 )
 
 // Failure is one thing a step could not do.
@@ -145,15 +154,25 @@ func Execute(ctx context.Context, plan Plan, deps Deps) Result {
 	r.step(ctx, StepWait, func() []Failure { return r.wait(ctx) })
 	r.step(ctx, StepRemoveContainers, func() []Failure { return r.removeContainers(ctx) })
 	var units []Unit
+	var own string
 	r.step(ctx, StepStopUnits, func() []Failure {
 		var fails []Failure
-		units, fails = r.stopUnits(ctx)
+		units, own, fails = r.stopUnits(ctx)
 		return fails
 	})
 	r.step(ctx, StepDisableUnits, func() []Failure { return r.disableUnits(ctx, units) })
 	r.step(ctx, StepDeletePaths, func() []Failure { return r.deletePaths(ctx) })
 	r.step(ctx, StepDaemonReload, func() []Failure { return r.reload(ctx) })
 	r.step(ctx, StepDeleteSelf, func() []Failure { return r.deleteSelf(ctx) })
+	if own != "" {
+		r.step(ctx, StepStopOwnUnit, func() []Failure {
+			r.log.WarnContext(ctx, "reaper_stopping_own_unit", "unit", own)
+			if err := r.deps.Units.StopUnit(ctx, own); err != nil {
+				return []Failure{{Item: own, Err: err}}
+			}
+			return nil
+		})
+	}
 	return r.res
 }
 
@@ -222,31 +241,68 @@ func noSystemd() error {
 	return decnet.Errorf(decnet.ErrUnavailable, "systemd", "", "no systemd unit manager")
 }
 
-func (r *run) stopUnits(ctx context.Context) ([]Unit, []Failure) {
+// stopUnits stops the units the plan matches and returns them (for the
+// disable step), except the reaper's own unit, which it returns apart for
+// Execute to stop last.
+func (r *run) stopUnits(ctx context.Context) (units []Unit, own string, fails []Failure) {
 	if len(r.plan.Units) == 0 {
-		return nil, nil
+		return nil, "", nil
 	}
 	if r.deps.Units == nil {
-		return nil, []Failure{{Err: noSystemd()}}
+		return nil, "", []Failure{{Err: noSystemd()}}
 	}
 	all, err := r.deps.Units.ListUnits(ctx, r.plan.Units)
 	if err != nil {
-		return nil, []Failure{{Err: err}}
+		return nil, "", []Failure{{Err: err}}
 	}
-	var units []Unit
-	var fails []Failure
+	self := r.ownUnit()
 	for _, u := range all {
 		if strings.HasPrefix(u.Name, ReaperUnitPrefix) || !matchAny(r.plan.Units, u.Name) {
 			continue
 		}
 		units = append(units, u)
+		if u.Name == self {
+			own = u.Name
+			r.log.WarnContext(ctx, "reaper_own_unit_deferred", "unit", u.Name)
+			continue
+		}
 		if err := r.deps.Units.StopUnit(ctx, u.Name); err != nil {
 			fails = append(fails, Failure{Item: u.Name, Err: err})
 			continue
 		}
 		r.log.InfoContext(ctx, "reaper_unit_stopped", "unit", u.Name)
 	}
-	return units, fails
+	return units, own, fails
+}
+
+func (r *run) ownUnit() string {
+	if r.deps.OwnUnit != nil {
+		return r.deps.OwnUnit()
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	return unitOfCgroup(string(data))
+}
+
+// unitOfCgroup returns the systemd unit (the deepest .service or .scope
+// component) of the systemd hierarchy in a /proc/<pid>/cgroup text: the
+// unified line "0::<path>" or, on cgroup v1, the "name=systemd" line.
+func unitOfCgroup(text string) string {
+	for line := range strings.Lines(text) {
+		f := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(f) != 3 || !(f[0] == "0" && f[1] == "" || f[1] == "name=systemd") {
+			continue
+		}
+		comps := strings.Split(f[2], "/")
+		for i := len(comps) - 1; i >= 0; i-- {
+			if strings.HasSuffix(comps[i], ".service") || strings.HasSuffix(comps[i], ".scope") {
+				return comps[i]
+			}
+		}
+	}
+	return ""
 }
 
 func (r *run) disableUnits(ctx context.Context, units []Unit) []Failure {

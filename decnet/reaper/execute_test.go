@@ -440,3 +440,62 @@ func TestExecuteDoesNotTraverseSymlinkedParentsInsideRoot(t *testing.T) {
 		t.Errorf("failures (-want +got):\n%s", d)
 	}
 }
+
+// A reaper living in one of the units it stops (a detached reaper in the
+// agent's unit) stops that unit last, after every other step: stopping it
+// earlier would kill the reaper before it deleted anything.
+func TestExecuteStopsOwnUnitLast(t *testing.T) {
+	root := t.TempDir()
+	installTree(t, root, t.TempDir())
+	self := filepath.Join(t.TempDir(), "decnet-reaper-own")
+	if err := os.Mkdir(self, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	calls := &callLog{}
+	units := &fakeUnits{log: calls, root: root, units: []Unit{
+		{Name: "decnet-agent.service", HasFile: true},
+		{Name: "decnet-updater.timer", HasFile: true},
+	}}
+	p := DefaultPlan()
+	p.Root, p.Self, p.Projects, p.StartDelay = root, self, nil, 0
+	res := Execute(t.Context(), p, Deps{Units: units, OwnUnit: func() string { return "decnet-agent.service" }})
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"list decnet-*",
+		"stop decnet-updater.timer",
+		"disable decnet-agent.service", "disable decnet-updater.timer",
+		"reload files-gone",
+		"stop decnet-agent.service",
+	}
+	if d := cmp.Diff(want, calls.get()); d != "" {
+		t.Fatalf("calls (-want +got):\n%s", d)
+	}
+	wantDone := []string{StepWait, StepRemoveContainers, StepStopUnits, StepDisableUnits, StepDeletePaths,
+		StepDaemonReload, StepDeleteSelf, StepStopOwnUnit}
+	if d := cmp.Diff(wantDone, res.Done); d != "" {
+		t.Errorf("done steps (-want +got):\n%s", d)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/decnet")); !errors.Is(err, fs.ErrNotExist) {
+		t.Error("etc/decnet survived")
+	}
+}
+
+func TestUnitOfCgroup(t *testing.T) {
+	for text, want := range map[string]string{
+		"0::/system.slice/decnet-agent.service\n":                               "decnet-agent.service",
+		"0::/system.slice/decnet-agent.service/payload\n":                       "decnet-agent.service",
+		"0::/user.slice/user-0.slice/session-3.scope\n":                         "session-3.scope",
+		"12:pids:/x\n1:name=systemd:/system.slice/decnet-agent.service\n0::/\n": "decnet-agent.service",
+		"0::/\n":             "",
+		"0::/system.slice\n": "",
+		"":                   "",
+		"garbage\n":          "",
+		"3:cpu:/system.slice/decnet-agent.service": "",
+	} {
+		if got := unitOfCgroup(text); got != want {
+			t.Errorf("unitOfCgroup(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
