@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -273,14 +274,27 @@ func (a *Agent) Handshakes() int64 { return a.handshakes.Load() }
 
 // Serve answers HTTPS requests on ln (a plain TCP listener: Serve adds the
 // TLS layer) until ctx ends, then stops accepting, drains in-flight requests
-// for at most Config.ShutdownTimeout and returns nil. It closes ln.
+// for at most Config.ShutdownTimeout and returns nil. When the drain times
+// out, Serve cancels the operations still running, waits for their handlers
+// to return and returns the error. It closes ln.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	if a.tls == nil {
 		_ = ln.Close()
 		return decnet.Errorf(decnet.ErrInvalid, "tls", "", "agent: Serve needs Config.TLS or Config.BundleDir")
 	}
+	// abort ends the operations of this server's requests, which otherwise
+	// outlive their request (opContext); handlers counts the running handlers.
+	abort, abortOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer abortOps()
+	var handlers sync.WaitGroup
+	h := a.Handler()
 	srv := &http.Server{
-		Handler:           a.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			h.ServeHTTP(w, r)
+		}),
+		BaseContext:       func(net.Listener) context.Context { return context.WithValue(abort, abortKey{}, abort) },
 		TLSConfig:         a.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
@@ -293,6 +307,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.InfoContext(ctx, "agent_listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
+		abortOps()
+		_ = srv.Close()
+		handlers.Wait()
 		return fmt.Errorf("agent: serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -304,17 +321,30 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		err = serr
 	}
 	if err != nil {
+		abortOps()
 		_ = srv.Close()
+		handlers.Wait()
 		return fmt.Errorf("agent: shutdown: %w", err)
 	}
+	handlers.Wait() // already done: Shutdown waited for every connection to go idle
 	a.log.InfoContext(ctx, "agent_stopped")
 	return nil
 }
 
+// abortKey carries, in a request's context, the context whose end aborts the
+// request's operation (Serve ends it when its drain times out).
+type abortKey struct{}
+
 // opContext returns the context a state-changing operation runs under: not
-// cancelled when the client goes away, bounded by the deploy timeout.
+// cancelled when the client goes away, bounded by the deploy timeout, and
+// cancelled when Serve gives up draining.
 func (a *Agent) opContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), a.deployTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.deployTimeout)
+	if abort, ok := r.Context().Value(abortKey{}).(context.Context); ok {
+		stop := context.AfterFunc(abort, cancel)
+		return ctx, func() { stop(); cancel() }
+	}
+	return ctx, cancel
 }
 
 // writeCompose writes the compose file for cfg atomically (mode 0600: the

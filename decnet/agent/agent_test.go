@@ -657,3 +657,72 @@ func TestStatusWhenDockerIsDown(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// TestServeAbortsOperationsPastTheDrainTimeout: when the drain deadline
+// passes, Serve cancels the operations still running and returns only once
+// their handlers have finished, so nothing keeps touching the engine or the
+// state after Serve has returned.
+func TestServeAbortsOperationsPastTheDrainTimeout(t *testing.T) {
+	fake := agenttest.NewFakeEngine()
+	entered := make(chan struct{})
+	var once sync.Once
+	fake.Hook = func(ctx context.Context, op, decky string) error {
+		if op != "apply" {
+			return nil
+		}
+		once.Do(func() { close(entered) })
+		<-ctx.Done() // a reconcile that only ends when it is cancelled
+		return ctx.Err()
+	}
+	p := agenttest.NewPKI(t, false)
+	st, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{BundleDir: p.WorkerDir, Engine: fake, State: st, Network: agenttest.DefaultNetwork(),
+		ShutdownTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := netListen(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	c, err := agentclient.New(ln.Addr().String(), agentclient.Credentials{Bundle: p.Master},
+		agentclient.WithFingerprint(p.Worker.Fingerprint()), agentclient.WithRetry(agentclient.RetryPolicy{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deployed := make(chan error, 1)
+	go func() {
+		_, err := c.Deploy(context.Background(), shard(decnet.Decky{Name: "x", Services: []string{"ssh"}}), agentclient.DeployOptions{})
+		deployed <- err
+	}()
+	<-entered
+	stop()
+	select {
+	case err := <-served:
+		if err == nil {
+			t.Fatal("Serve returned nil although the drain timed out")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return after the drain timeout")
+	}
+	// The handler has finished by the time Serve returned: the engine call
+	// was cancelled, and its lock released.
+	lctx, lcancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer lcancel()
+	unlock, err := st.Lock(lctx)
+	if err != nil {
+		t.Fatalf("state lock after Serve returned (a handler still holds it): %v", err)
+	}
+	unlock()
+	if err := <-deployed; err == nil {
+		t.Fatal("the aborted deploy reported success")
+	}
+}
