@@ -157,9 +157,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if err := cfg.Network.Validate(); err != nil {
 		var nv *decnet.ValidationError
-		if errors.As(err, &nv) {
-			v.Merge("network", nv)
+		if !errors.As(err, &nv) {
+			return nil, err // never drop a rejection
 		}
+		v.Merge("network", nv)
 	}
 	if cfg.ComposeFile != "" && !filepath.IsAbs(cfg.ComposeFile) {
 		v.Add("compose_file", "%q is not an absolute path", cfg.ComposeFile)

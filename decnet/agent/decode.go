@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+
 	"github.com/decnet-swarm/sdk/decnet"
 )
 
@@ -56,9 +58,11 @@ func decodeMutate(data []byte, cat *decnet.Catalog) (decnet.MutateRequest, error
 		v.Add("decky_id", "%q must match [a-z0-9][a-z0-9-]{0,62}", req.DeckyID)
 	}
 	if err := decnet.ValidateServices("services", req.Services, cat); err != nil {
-		if sv, ok := err.(*decnet.ValidationError); ok {
-			v.Merge("", sv)
+		var sv *decnet.ValidationError
+		if !errors.As(err, &sv) {
+			return decnet.MutateRequest{}, err // never drop a rejection
 		}
+		v.Merge("", sv)
 	}
 	if err := v.Err(); err != nil {
 		return decnet.MutateRequest{}, err
