@@ -83,7 +83,8 @@ type BaseImager interface {
 // Config configures an Agent. Engine, State and Network are required; zero
 // values of the other fields mean the documented defaults.
 type Config struct {
-	// TLS is the server TLS configuration (pki.ServerTLSConfig). When nil and
+	// TLS is the server TLS configuration (pki.ServerTLSConfig); a lower
+	// MinVersion is raised to TLS 1.3. When nil and
 	// BundleDir is set, New builds it from the bundle. Serve needs one of them;
 	// Handler needs neither.
 	TLS *tls.Config
@@ -251,9 +252,11 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// countingTLS returns a copy of c that counts completed handshakes.
+// countingTLS returns a copy of c that counts completed handshakes and
+// never negotiates less than TLS 1.3, whatever the caller's c allows.
 func (a *Agent) countingTLS(c *tls.Config) *tls.Config {
 	c = c.Clone()
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS13)
 	inner := c.VerifyConnection
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		if inner != nil {

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -724,5 +725,54 @@ func TestServeAbortsOperationsPastTheDrainTimeout(t *testing.T) {
 	unlock()
 	if err := <-deployed; err == nil {
 		t.Fatal("the aborted deploy reported success")
+	}
+}
+
+// TestServeRefusesTLS12EvenWhenConfigAllowsIt: a caller-supplied
+// Config.TLS that would allow TLS 1.2 is raised to TLS 1.3.
+func TestServeRefusesTLS12EvenWhenConfigAllowsIt(t *testing.T) {
+	p := agenttest.NewPKI(t, false)
+	tlsCfg, err := pki.ServerTLSConfig(p.WorkerDir, pki.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg.MinVersion = tls.VersionTLS12
+	st, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{TLS: tlsCfg, Engine: agenttest.NewFakeEngine(), State: st, Network: agenttest.DefaultNetwork()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := netListen(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	dial := func(max uint16) error {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+			MinVersion: tls.VersionTLS12, MaxVersion: max,
+			RootCAs: p.Master.CAPool(), ServerName: "127.0.0.1",
+			Certificates: []tls.Certificate{p.Master.TLSCertificate()},
+		})
+		if err == nil {
+			err = conn.Close()
+		}
+		return err
+	}
+	if err := dial(tls.VersionTLS12); err == nil {
+		t.Fatal("a TLS 1.2 handshake succeeded")
+	}
+	if err := dial(tls.VersionTLS13); err != nil {
+		t.Fatalf("TLS 1.3 handshake: %v", err)
 	}
 }
