@@ -90,7 +90,8 @@ func newCAIssueCmd() *cobra.Command {
 		Use:   "issue --dir DIR --name NAME --out-dir OUT [--role worker] [--san ADDR]...",
 		Short: "Issue an identity bundle for copying by hand",
 		Long: "Generates a key, issues a certificate for it from the CA in DIR/ca and writes the bundle " +
-			"(ca.crt, tls.crt, tls.key; for a worker also master.fingerprint, pinning DIR/master) to OUT, " +
+			"(ca.crt, tls.crt, tls.key; for a worker also master.fingerprint, pinning DIR/master, with a warning " +
+			"when DIR/master holds no certificate) to OUT, " +
 			"then prints the certificate's fingerprint. Names reserved for roles cannot be issued to workers. " +
 			"Nothing is written when the request is rejected or OUT already holds a bundle.",
 		Args: cli.ExactArgs(0),
@@ -120,10 +121,15 @@ func newCAIssueCmd() *cobra.Command {
 			}
 			var masterFP string
 			if role == pki.RoleWorker {
-				switch c, err := pki.LoadCertFile(filepath.Join(dir, masterSubdir, pki.CertFile)); {
+				masterCert := filepath.Join(dir, masterSubdir, pki.CertFile)
+				switch c, err := pki.LoadCertFile(masterCert); {
 				case err == nil:
 					masterFP = pki.Fingerprint(c)
-				case !errors.Is(err, decnet.ErrNotFound):
+				case errors.Is(err, decnet.ErrNotFound):
+					// Still issued, but the operator must know that the agent
+					// will accept any master certificate of the CA.
+					fmt.Fprintf(cmd.ErrOrStderr(), "decnet-master: warning: %s is missing: the bundle does not pin the master\n", masterCert)
+				default:
 					return err
 				}
 			}

@@ -178,6 +178,29 @@ func TestCAIssueWorker(t *testing.T) {
 	}
 }
 
+// TestCAIssueWorkerWithoutMasterWarns: without DIR/master the worker bundle
+// cannot pin the master; it is still issued, and the operator is told.
+func TestCAIssueWorkerWithoutMasterWarns(t *testing.T) {
+	dir := initPKI(t)
+	masterCert := filepath.Join(dir, "master", pki.CertFile)
+	if err := os.Remove(masterCert); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "w1")
+	r := run(t, "ca", "issue", "--dir", dir, "--name", "w1", "--out-dir", out)
+	r.wantCode(t, exitOK)
+	b, err := pki.LoadBundle(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MasterFingerprint != "" {
+		t.Fatalf("bundle pins %q without a master certificate", b.MasterFingerprint)
+	}
+	if strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, masterCert) {
+		t.Fatalf("stderr %q: want one line naming %s", r.stderr, masterCert)
+	}
+}
+
 func TestCAIssueOperator(t *testing.T) {
 	dir := initPKI(t)
 	out := filepath.Join(t.TempDir(), "alice")
