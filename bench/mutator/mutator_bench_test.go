@@ -135,7 +135,8 @@ func (f *fleet) handshakes() int64 {
 	return n
 }
 
-// countingStore signals when a number of mutation events were appended.
+// countingStore signals when a number of mutation events were recorded
+// (alone, or with the decky's new services or state).
 type countingStore struct {
 	repository.Repository
 	mu     sync.Mutex
@@ -152,8 +153,7 @@ func (c *countingStore) expect(n int) <-chan struct{} {
 	return c.done
 }
 
-func (c *countingStore) AppendEvent(ctx context.Context, e repository.Event) (repository.Event, error) {
-	out, err := c.Repository.AppendEvent(ctx, e)
+func (c *countingStore) count(e repository.Event) {
 	c.mu.Lock()
 	c.seen++
 	if e.Outcome != mutator.OutcomeOK {
@@ -163,6 +163,27 @@ func (c *countingStore) AppendEvent(ctx context.Context, e repository.Event) (re
 		close(c.done)
 	}
 	c.mu.Unlock()
+}
+
+func (c *countingStore) AppendEvent(ctx context.Context, e repository.Event) (repository.Event, error) {
+	out, err := c.Repository.AppendEvent(ctx, e)
+	c.count(e)
+	return out, err
+}
+
+func (c *countingStore) UpdateDeckyWithEvent(ctx context.Context, d repository.Decky, e repository.Event) (repository.Decky, repository.Event, error) {
+	row, out, err := c.Repository.UpdateDeckyWithEvent(ctx, d, e)
+	if err == nil {
+		c.count(e)
+	}
+	return row, out, err
+}
+
+func (c *countingStore) SetDeckyStateWithEvent(ctx context.Context, name string, state repository.DeckyState, lastError string, e repository.Event) (repository.Event, error) {
+	out, err := c.Repository.SetDeckyStateWithEvent(ctx, name, state, lastError, e)
+	if err == nil {
+		c.count(e)
+	}
 	return out, err
 }
 
