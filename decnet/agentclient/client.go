@@ -94,7 +94,9 @@ func WithTimeouts(control, deploy time.Duration) Option {
 
 // WithHTTPClient makes the client send its requests through hc instead of
 // the mTLS client it would build from the credentials. hc must carry its own
-// TLS configuration; Handshakes then always reports 0.
+// TLS configuration and pinning: New refuses WithHTTPClient together with
+// WithFingerprint (the pin could not be enforced). Handshakes then always
+// reports 0.
 func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.httpClient = hc } }
 
 // WithMaxResponseBytes caps the response body size (default DefaultMaxResponseBytes).
@@ -146,6 +148,9 @@ func New(addr string, creds Credentials, opts ...Option) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if o.httpClient != nil {
+		if o.fingerprint != nil {
+			return nil, decnet.Errorf(decnet.ErrInvalid, "fingerprint", "", "agentclient: WithFingerprint cannot be enforced on a client given WithHTTPClient")
+		}
 		c.hc = o.httpClient
 	} else {
 		if creds.Bundle == nil {

@@ -422,6 +422,11 @@ func TestNewRejectsBadInput(t *testing.T) {
 	if _, err := agentclient.New("127.0.0.1:1", agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint("nothex")); !errors.Is(err, decnet.ErrInvalid) {
 		t.Errorf("New with a bad pin: err = %v, want ErrInvalid", err)
 	}
+	// A pin the client could not enforce is refused, not ignored.
+	if _, err := agentclient.New("127.0.0.1:1", agentclient.Credentials{}, agentclient.WithHTTPClient(&http.Client{}),
+		agentclient.WithFingerprint(p.Worker.Fingerprint())); !errors.Is(err, decnet.ErrInvalid) {
+		t.Errorf("New with WithHTTPClient and a pin: err = %v, want ErrInvalid", err)
+	}
 	// An empty pin (a host row without a fingerprint) must not silently
 	// mean "any worker of the CA".
 	for _, fp := range []string{"", "  "} {
