@@ -566,22 +566,8 @@ func TestServeDrainsInFlightRequestOnShutdown(t *testing.T) {
 	b := newBlocker("apply_decky")
 	fake.Hook = b.hook
 	p := agenttest.NewPKI(t, false)
-	st, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{BundleDir: p.WorkerDir, Engine: fake, State: st, Network: agenttest.DefaultNetwork()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := netListen(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx, ln) }()
-	c, err := agentclient.New(ln.Addr().String(), agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint(p.Worker.Fingerprint()))
+	srv := serveAgent(t, agent.Config{BundleDir: p.WorkerDir, Engine: fake})
+	c, err := agentclient.New(srv.addr, agentclient.Credentials{Bundle: p.Master}, agentclient.WithFingerprint(p.Worker.Fingerprint()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,9 +579,9 @@ func TestServeDrainsInFlightRequestOnShutdown(t *testing.T) {
 		mutated <- err
 	}()
 	<-b.entered
-	stop() // SIGTERM in the binary
+	srv.stop()
 	select {
-	case err := <-served:
+	case err := <-srv.served:
 		t.Fatalf("Serve returned before the in-flight mutate finished: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
@@ -603,14 +589,45 @@ func TestServeDrainsInFlightRequestOnShutdown(t *testing.T) {
 	if err := <-mutated; err != nil {
 		t.Fatalf("in-flight mutate: %v", err)
 	}
-	if err := <-served; err != nil {
+	if err := <-srv.served; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 }
 
-func netListen(t *testing.T) (net.Listener, error) {
+// serving is an agent run by Serve on loopback, stopped by the test.
+type serving struct {
+	addr   string
+	state  *state.Store
+	stop   context.CancelFunc // SIGTERM in the binary
+	served chan error         // Serve's result
+}
+
+// serveAgent runs agent.New(cfg) on 127.0.0.1; a nil cfg.State is a fresh
+// state directory and a zero cfg.Network the test LAN.
+func serveAgent(t *testing.T, cfg agent.Config) *serving {
 	t.Helper()
-	return net.Listen("tcp", "127.0.0.1:0")
+	if cfg.State == nil {
+		st, err := state.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.State = st
+	}
+	if cfg.Network.Driver == "" {
+		cfg.Network = agenttest.DefaultNetwork()
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &serving{addr: ln.Addr().String(), state: cfg.State.(*state.Store), stop: stop, served: make(chan error, 1)}
+	go func() { s.served <- a.Serve(ctx, ln) }()
+	return s
 }
 
 func TestDeployPartialFailureReportsPerDecky(t *testing.T) {
@@ -676,24 +693,9 @@ func TestServeAbortsOperationsPastTheDrainTimeout(t *testing.T) {
 		return ctx.Err()
 	}
 	p := agenttest.NewPKI(t, false)
-	st, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{BundleDir: p.WorkerDir, Engine: fake, State: st, Network: agenttest.DefaultNetwork(),
-		ShutdownTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := netListen(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx, ln) }()
-	c, err := agentclient.New(ln.Addr().String(), agentclient.Credentials{Bundle: p.Master},
+	srv := serveAgent(t, agent.Config{BundleDir: p.WorkerDir, Engine: fake, ShutdownTimeout: 50 * time.Millisecond})
+	defer srv.stop()
+	c, err := agentclient.New(srv.addr, agentclient.Credentials{Bundle: p.Master},
 		agentclient.WithFingerprint(p.Worker.Fingerprint()), agentclient.WithRetry(agentclient.RetryPolicy{}))
 	if err != nil {
 		t.Fatal(err)
@@ -705,9 +707,9 @@ func TestServeAbortsOperationsPastTheDrainTimeout(t *testing.T) {
 		deployed <- err
 	}()
 	<-entered
-	stop()
+	srv.stop()
 	select {
-	case err := <-served:
+	case err := <-srv.served:
 		if err == nil {
 			t.Fatal("Serve returned nil although the drain timed out")
 		}
@@ -718,7 +720,7 @@ func TestServeAbortsOperationsPastTheDrainTimeout(t *testing.T) {
 	// was cancelled, and its lock released.
 	lctx, lcancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer lcancel()
-	unlock, err := st.Lock(lctx)
+	unlock, err := srv.state.Lock(lctx)
 	if err != nil {
 		t.Fatalf("state lock after Serve returned (a handler still holds it): %v", err)
 	}
@@ -737,29 +739,15 @@ func TestServeRefusesTLS12EvenWhenConfigAllowsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsCfg.MinVersion = tls.VersionTLS12
-	st, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{TLS: tlsCfg, Engine: agenttest.NewFakeEngine(), State: st, Network: agenttest.DefaultNetwork()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := netListen(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx, ln) }()
+	srv := serveAgent(t, agent.Config{TLS: tlsCfg, Engine: agenttest.NewFakeEngine()})
 	defer func() {
-		stop()
-		if err := <-served; err != nil {
+		srv.stop()
+		if err := <-srv.served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}()
 	dial := func(max uint16) error {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+		conn, err := tls.Dial("tcp", srv.addr, &tls.Config{
 			MinVersion: tls.VersionTLS12, MaxVersion: max,
 			RootCAs: p.Master.CAPool(), ServerName: "127.0.0.1",
 			Certificates: []tls.Certificate{p.Master.TLSCertificate()},
