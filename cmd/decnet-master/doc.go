@@ -8,7 +8,8 @@
 //	    (CN decnet-master, role decnet-master) in DIR/master.
 //	decnet-master ca issue --dir DIR --name NAME --out-dir OUT [--role worker|master|operator] [--san ADDR]...
 //	    Write a bundle (ca.crt, tls.crt, tls.key, and for a worker
-//	    master.fingerprint) to OUT and print its fingerprint.
+//	    master.fingerprint pinning DIR/master, or a warning on stderr when
+//	    DIR/master holds no certificate) to OUT and print its fingerprint.
 //	decnet-master ca fingerprint FILE
 //	    Print the SHA-256 fingerprint of a PEM certificate.
 //	decnet-master version
