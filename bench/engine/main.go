@@ -35,11 +35,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
@@ -84,7 +86,10 @@ func run() error {
 		return errors.New("need 2 <= -deckies <= 200, -runs >= 1, -mutations >= 1")
 	}
 
-	ctx := context.Background()
+	// Ctrl-C or SIGTERM cancels the run; the deferred cleanups still remove
+	// what it made (they use their own contexts).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	b := &bench{deckies: *deckies, conc: *conc, subnets: map[string]decnet.Network{}}
 	var err error
 	if b.compose, err = composeCLI(); err != nil {
@@ -438,7 +443,7 @@ func (f *floorClient) call(ctx context.Context, method, path string, body any) e
 		return err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) // an error message, or a create's ID
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, msg)
 	}
