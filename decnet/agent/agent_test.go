@@ -330,17 +330,17 @@ func TestHealthAndStatusAnswerDuringLongDeploy(t *testing.T) {
 	}()
 	<-b.entered // the deploy holds the state lock inside the engine now
 
+	// The deploy holds the lock until b.release is closed below, so a
+	// /health or /status that waited for it would run into this deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
 	for i := 0; i < 5; i++ {
-		start := time.Now()
-		if _, err := c.Health(t.Context()); err != nil {
+		if _, err := c.Health(ctx); err != nil {
 			t.Fatalf("health during deploy: %v", err)
 		}
-		st, err := c.Status(t.Context())
+		st, err := c.Status(ctx)
 		if err != nil {
 			t.Fatalf("status during deploy: %v", err)
-		}
-		if d := time.Since(start); d > 100*time.Millisecond {
-			t.Fatalf("health+status took %v during a deploy, want < 100ms", d)
 		}
 		// Status serves the desired state the deploy already saved.
 		if !st.Deployed || len(st.Deckies) != 1 || st.Deckies[0].Running {
