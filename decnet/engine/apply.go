@@ -473,19 +473,28 @@ func (e *Engine) Plan(ctx context.Context, cfg decnet.Config) (decnet.DeployPlan
 	return plan, nil
 }
 
-// Projects returns the compose projects that have containers labelled
-// decnet.managed=true, sorted.
+// Projects returns the compose projects that have containers or networks
+// labelled decnet.managed=true, sorted. A project whose containers are gone
+// but whose network is left (a teardown that failed half-way) is listed, so
+// RemoveProject can finish it.
 func (e *Engine) Projects(ctx context.Context) ([]string, error) {
-	have, err := e.list(ctx, compose.LabelManaged+"=true")
+	managed := compose.LabelManaged + "=true"
+	have, err := e.list(ctx, managed)
+	if err != nil {
+		return nil, err
+	}
+	nets, err := e.listNetworks(ctx, managed)
 	if err != nil {
 		return nil, err
 	}
 	set := map[string]bool{}
 	for _, c := range have {
-		if p := c.Labels[compose.ComposeProject]; p != "" {
-			set[p] = true
-		}
+		set[c.Labels[compose.ComposeProject]] = true
 	}
+	for _, n := range nets {
+		set[n.Labels[compose.ComposeProject]] = true
+	}
+	delete(set, "")
 	return slices.Sorted(maps.Keys(set)), nil
 }
 

@@ -154,3 +154,36 @@ func TestMissingImageIsNotFound(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// TestProjectsListsLeftNetworks: a project whose containers are gone but
+// whose network is left (a teardown that stopped half-way) is still listed by
+// Projects, so RemoveProject (the reaper) finishes it.
+func TestProjectsListsLeftNetworks(t *testing.T) {
+	f := newFixture(t, "netonly")
+	ctx := testCtx(t)
+	name := dockertest.Name(t, "n")
+	cfg := decnet.Config{Mode: decnet.ModeUnihost, Network: f.net, Deckies: []decnet.Decky{{Name: name, Services: []string{"ssh"}}}}
+	if err := f.eng.Apply(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Teardown(ctx, name); err != nil { // containers only; the network stays
+		t.Fatal(err)
+	}
+	if cs, err := f.eng.Containers(ctx); err != nil || len(cs) != 0 {
+		t.Fatalf("containers after Teardown(%s) = %v, %v", name, cs, err)
+	}
+	projects, err := f.admin.Projects(ctx)
+	if err != nil || !slices.Contains(projects, f.project) {
+		t.Fatalf("Projects = %v, %v; want %s (its network is left)", projects, err, f.project)
+	}
+	if err := f.admin.RemoveProject(ctx, f.project); err != nil {
+		t.Fatal(err)
+	}
+	subnets, err := f.admin.Subnets(ctx)
+	if err != nil || slices.Contains(subnets, f.net.Subnet) {
+		t.Fatalf("network on %s not removed by RemoveProject (%v)", f.net.Subnet, err)
+	}
+	if projects, err = f.admin.Projects(ctx); err != nil || slices.Contains(projects, f.project) {
+		t.Fatalf("Projects after RemoveProject = %v, %v", projects, err)
+	}
+}

@@ -21,8 +21,8 @@ import (
 var fastRetry = engine.RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: 4 * time.Millisecond}
 
 // fakeDaemon is an httptest stand-in for the Engine API: /_ping answers,
-// GET /containers/json answers with the statuses in codes, one per call,
-// then 200 "[]" for good.
+// GET /networks answers "[]", GET /containers/json answers with the statuses
+// in codes, one per call, then 200 "[]" for good.
 func fakeDaemon(t *testing.T, codes ...int) (host string, calls *atomic.Int32) {
 	t.Helper()
 	calls = &atomic.Int32{}
@@ -30,6 +30,11 @@ func fakeDaemon(t *testing.T, codes ...int) (host string, calls *atomic.Int32) {
 		if strings.HasSuffix(r.URL.Path, "/_ping") {
 			w.Header().Set("Api-Version", "1.41")
 			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/networks") {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`[]`))
 			return
 		}
 		if !strings.HasSuffix(r.URL.Path, "/containers/json") {

@@ -210,8 +210,8 @@ func (e *Engine) removeNetwork(ctx context.Context, id string) error {
 	}
 }
 
-// removeNetworks removes every network carrying the label ("key=value").
-func (e *Engine) removeNetworks(ctx context.Context, label string) error {
+// listNetworks returns the networks carrying the label ("key=value").
+func (e *Engine) listNetworks(ctx context.Context, label string) ([]network.Summary, error) {
 	f := client.Filters{}
 	f.Add("label", label)
 	var nets []network.Summary
@@ -220,6 +220,12 @@ func (e *Engine) removeNetworks(ctx context.Context, label string) error {
 		nets = res.Items
 		return err
 	})
+	return nets, err
+}
+
+// removeNetworks removes every network carrying the label ("key=value").
+func (e *Engine) removeNetworks(ctx context.Context, label string) error {
+	nets, err := e.listNetworks(ctx, label)
 	if err != nil {
 		return err
 	}
