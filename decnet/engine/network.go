@@ -178,8 +178,10 @@ const networkSettle = 10 * time.Second
 
 // removeNetwork removes a network; one already gone is fine. The daemon
 // releases a removed container's endpoint asynchronously, so a network
-// refused for "active endpoints" is retried until its endpoint list is empty
-// and stays refused (errInUse) only while other containers use it.
+// refused for "active endpoints" while no container is attached any more is
+// retried for up to networkSettle. It is errInUse when containers are still
+// attached (other projects share it) or the endpoints are not released in
+// time.
 func (e *Engine) removeNetwork(ctx context.Context, id string) error {
 	deadline := time.Now().Add(networkSettle)
 	delay := 50 * time.Millisecond
