@@ -255,6 +255,6 @@ func (s *selfImage) EnsureBaseImage(ctx context.Context) error {
 		Tag:        s.tag,
 		Binary:     exe,
 		Entrypoint: []string{"/" + base, "pause"},
-		Labels:     map[string]string{"decnet.managed": "true", "decnet.component": "pause", "decnet.version": decnet.Version},
+		Labels:     map[string]string{compose.LabelManaged: "true", "decnet.component": "pause", "decnet.version": decnet.Version},
 	})
 }

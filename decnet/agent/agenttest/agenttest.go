@@ -22,6 +22,7 @@ import (
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/agent"
 	"github.com/decnet-swarm/sdk/decnet/agentclient"
+	"github.com/decnet-swarm/sdk/decnet/compose"
 	"github.com/decnet-swarm/sdk/decnet/pki"
 	"github.com/decnet-swarm/sdk/decnet/state"
 )
@@ -264,7 +265,7 @@ func (f *FakeEngine) Render(cfg decnet.Config) ([]byte, error) {
 	for _, d := range cfg.Deckies {
 		out = append(out, "  "+d.Name+": {}\n"...)
 		for _, s := range d.Services {
-			out = append(out, "  "+d.Name+"-"+s+": {}\n"...)
+			out = append(out, "  "+compose.ContainerName(d.Name, s)+": {}\n"...)
 		}
 	}
 	return out, nil
@@ -311,12 +312,12 @@ func (f *FakeEngine) setDecky(d decnet.Decky) {
 		next[s] = decnet.ContainerRunning
 		if _, ok := cur[s]; !ok {
 			f.nextID++
-			f.ids[d.Name+"-"+s] = f.nextID
+			f.ids[compose.ContainerName(d.Name, s)] = f.nextID
 		}
 	}
 	for s := range cur {
 		if _, keep := next[s]; !keep {
-			delete(f.ids, d.Name+"-"+s)
+			delete(f.ids, compose.ContainerName(d.Name, s))
 		}
 	}
 	f.containers[d.Name] = next
@@ -327,7 +328,7 @@ func (f *FakeEngine) dropDecky(name string) {
 		if s == decnet.BaseContainerKey {
 			delete(f.ids, name)
 		} else {
-			delete(f.ids, name+"-"+s)
+			delete(f.ids, compose.ContainerName(name, s))
 		}
 	}
 	delete(f.containers, name)
