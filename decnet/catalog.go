@@ -39,6 +39,8 @@ func (s Service) Validate() error {
 	}
 	if s.Image == "" {
 		v.Add("image", "required")
+	} else if !ValidImageRef(s.Image) {
+		v.Add("image", "%q is not a valid image reference", s.Image)
 	}
 	for i, p := range s.Ports {
 		if p.Port == 0 {

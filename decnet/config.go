@@ -203,7 +203,20 @@ var (
 	netNameRE     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 	ifaceNameRE   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:@-]{0,14}$`)
 	envKeyRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	// imageRefRE follows the Docker reference grammar: an optional registry
+	// (localhost, a dotted host name, or host:port), lowercase path
+	// components, an optional tag and an optional digest.
+	imageRefRE = regexp.MustCompile(`^(?:(?:localhost(?::[0-9]+)?|` + dc + `(?:\.` + dc + `)+(?::[0-9]+)?|` + dc + `:[0-9]+)/)?` +
+		`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*` +
+		`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`)
 )
+
+// dc is one DNS label of a registry host.
+const dc = `[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?`
+
+// ValidImageRef reports whether s is a Docker image reference such as
+// "decnet/decoy:0.1.0", "registry.corp:5000/team/ssh:2" or "x@sha256:…".
+func ValidImageRef(s string) bool { return len(s) <= 255 && imageRefRE.MatchString(s) }
 
 // ValidDeckyName reports whether s is a valid decky name: [a-z0-9][a-z0-9-]{0,62}.
 func ValidDeckyName(s string) bool { return deckyNameRE.MatchString(s) }
@@ -305,7 +318,7 @@ func (d Decky) validate(v *ValidationError, cat *Catalog) {
 			v.Add("os", "unknown OS family %q (linux, windows, bsd or embedded)", d.OS)
 		}
 	}
-	if d.BaseImage != "" && strings.ContainsAny(d.BaseImage, " \t\n") {
+	if d.BaseImage != "" && !ValidImageRef(d.BaseImage) {
 		v.Add("base_image", "%q is not a valid image reference", d.BaseImage)
 	}
 	// Settings may be kept for services the decky is not running now (the

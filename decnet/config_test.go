@@ -75,6 +75,8 @@ func TestValidationReportsEveryProblemWithItsPath(t *testing.T) {
 		{"duplicate decky", func(c *decnet.Config) { c.Deckies[1].Name = "web-01" }, []string{"deckies[1].name"}},
 		{"duplicate ip", func(c *decnet.Config) { c.Deckies[1].IP = c.Deckies[0].IP }, []string{"deckies[1].ip"}},
 		{"bad hostname", func(c *decnet.Config) { c.Deckies[0].Hostname = "-bad-" }, []string{"deckies[0].hostname"}},
+		{"bad base image", func(c *decnet.Config) { c.Deckies[0].BaseImage = "x:${TAG}" }, []string{"deckies[0].base_image"}},
+		{"upper-case image", func(c *decnet.Config) { c.Deckies[0].BaseImage = "Corp/Base" }, []string{"deckies[0].base_image"}},
 		{"unknown os", func(c *decnet.Config) { c.Deckies[0].OS = "plan9" }, []string{"deckies[0].os"}},
 		{"bad env key", func(c *decnet.Config) {
 			c.Deckies[0].ServiceConfig = map[string]map[string]string{"ssh": {"BAD KEY": "x"}}
@@ -232,5 +234,19 @@ func TestCloneIsDeep(t *testing.T) {
 	*cl.MutateInterval = 0
 	if c.Deckies[0].Services[0] != "ssh" || c.Deckies[0].ServiceConfig["ssh"]["K"] != "v" || *c.MutateInterval != decnet.Duration(time.Minute) {
 		t.Fatal("Clone shares memory with the original")
+	}
+}
+
+func TestValidImageRef(t *testing.T) {
+	for _, ok := range []string{"decnet/decoy:0.1.0", "busybox", "registry.corp:5000/team/ssh:2", "localhost/a_b__c-d.e:v1.2-rc",
+		"x@sha256:" + strings.Repeat("a", 64), "dnt-pause:1234-ab12cd"} {
+		if !decnet.ValidImageRef(ok) {
+			t.Errorf("%q rejected", ok)
+		}
+	}
+	for _, bad := range []string{"", "x:${TAG}", "Upper/case", "a b", "a:", ":tag", "a//b", "a:-x", "a@sha256:1234", "$(id)"} {
+		if decnet.ValidImageRef(bad) {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -82,13 +82,15 @@ func TestGolden(t *testing.T) {
 // yields the model the engine creates containers from.
 func TestReload(t *testing.T) {
 	cfg := fleet()
-	// "$" in free-form values (a decky's base image, a catalog service's
-	// image and capabilities) must survive compose's interpolation too.
-	cfg.Deckies[1].BaseImage = "registry.local/base:${TAG}"
+	// "$" in free-form values (service settings, a catalog service's
+	// environment and capabilities) must survive compose's interpolation.
+	// Image references with "$" are rejected by validation before this.
+	cfg.Deckies[1].BaseImage = "registry.local:5000/base:v1"
 	cat := decnet.DefaultCatalog()
 	ssh, _ := cat.Lookup("ssh")
-	ssh.Image = "registry.local/ssh:$TAG"
+	ssh.Image = "registry.local/ssh:v2"
 	ssh.CapAdd = []string{"NET_$RAW"}
+	ssh.Env = map[string]string{"BANNER": "SSH-2.0 ${TAG} $HOME $$"}
 	if err := cat.Set(ssh); err != nil {
 		t.Fatal(err)
 	}
