@@ -20,6 +20,7 @@ import (
 	"github.com/decnet-swarm/sdk/decnet/engine"
 	"github.com/decnet-swarm/sdk/decnet/pki"
 	"github.com/decnet-swarm/sdk/decnet/state"
+	"github.com/decnet-swarm/sdk/internal/atomicfile"
 )
 
 // Defaults for the zero fields of Config.
@@ -358,45 +359,13 @@ func (a *Agent) writeCompose(cfg decnet.Config) error {
 	if err != nil {
 		return fmt.Errorf("render compose file: %w", err)
 	}
-	return writeFileAtomic(a.composePath, data)
+	return atomicfile.WriteFile(filepath.Dir(a.composePath), filepath.Base(a.composePath), data, 0o600)
 }
 
 func (a *Agent) removeCompose() error {
 	if err := os.Remove(a.composePath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove compose file: %w", err)
 	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data through a temporary file created
-// 0600 in the same directory (never wider, never chmod'ed).
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // created 0600
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = tmp.Close()
-			_ = os.Remove(name)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
 	return nil
 }
 

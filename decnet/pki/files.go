@@ -1,16 +1,14 @@
 package pki
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/internal/atomicfile"
 )
 
 // File names. Every identity directory uses the same names.
@@ -110,41 +108,11 @@ func checkTarget(path string, overwrite bool) error {
 	return nil
 }
 
-// writeFileAtomic writes data to dir/name: a temporary file in dir created
-// with O_CREATE|O_EXCL and mode, synced, renamed over the target, and the
-// directory synced. The file never exists with a wider mode.
-func writeFileAtomic(dir, name string, data []byte, mode fs.FileMode) (err error) {
-	path := filepath.Join(dir, name)
-	var suffix [8]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return fmt.Errorf("pki: temp name: %w", err)
-	}
-	tmp := filepath.Join(dir, "."+name+".tmp-"+hex.EncodeToString(suffix[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("pki: create %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("pki: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("pki: sync %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("pki: close %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("pki: rename %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
+// writeFileAtomic writes data to dir/name atomically with its final mode
+// (see atomicfile.WriteFile).
+func writeFileAtomic(dir, name string, data []byte, mode fs.FileMode) error {
+	if err := atomicfile.WriteFile(dir, name, data, mode); err != nil {
+		return fmt.Errorf("pki: %w", err)
 	}
 	return nil
 }

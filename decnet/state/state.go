@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
+	"github.com/decnet-swarm/sdk/internal/atomicfile"
 )
 
 // DefaultDir is the state directory of a production worker.
@@ -34,7 +35,7 @@ const FormatVersion = 1
 // tempPattern names the temporary files Save writes before renaming them over
 // the state file. They start with a dot so an operator listing the directory
 // sees the state file first.
-const tempPattern = "." + FileName + ".tmp-*"
+var tempPattern = atomicfile.TempPrefix(FileName) + "*"
 
 // ErrCorrupt is the class of a state file that exists but cannot be used:
 // malformed or truncated JSON, trailing data, or a missing or unknown format
@@ -185,32 +186,10 @@ func (s *Store) Save(ctx context.Context, st *State) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	data = append(data, '\n')
-	tmp, err := os.CreateTemp(s.dir, tempPattern) // created 0600
-	if err != nil {
-		return fmt.Errorf("create temporary state file in %s: %w", s.dir, err)
+	if err := atomicfile.WriteFile(s.dir, FileName, data, 0o600); err != nil {
+		return fmt.Errorf("save state file %s: %w", s.path, err)
 	}
-	tmpName := tmp.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			_ = tmp.Close()
-			_ = os.Remove(tmpName)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write temporary state file %s: %w", tmpName, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync temporary state file %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close temporary state file %s: %w", tmpName, err)
-	}
-	if err := os.Rename(tmpName, s.path); err != nil {
-		return fmt.Errorf("replace state file %s: %w", s.path, err)
-	}
-	committed = true
-	return syncDir(s.dir)
+	return nil
 }
 
 // Clear removes the state file (an atomic unlink, then a directory flush).
@@ -222,19 +201,7 @@ func (s *Store) Clear(ctx context.Context) error {
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove state file %s: %w", s.path, err)
 	}
-	return syncDir(s.dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open state directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync state directory %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(s.dir)
 }
 
 // Lock takes the store's exclusive lock: first between the goroutines sharing
