@@ -14,8 +14,14 @@
 //     by id;
 //   - Host and Decky rows carry a Version; an update must present the version
 //     it read, and a stale one fails with decnet.ErrConflict (optimistic
-//     concurrency). Runtime-only writes (RecordHeartbeat, SetDeckyState) do not
-//     check or bump versions;
+//     concurrency). Runtime-only writes (RecordHeartbeat, SetHostStatus,
+//     SetDeckyState) do not check or bump versions;
+//   - the runtime fields (Host.Status and Host.LastHeartbeat; Decky.State and
+//     Decky.LastError) are written only by the runtime methods
+//     (RecordHeartbeat, SetHostStatus, SetDeckyState, SetDeckyStateWithEvent)
+//     and UpdateDeckyWithEvent, never by UpdateHost or UpdateDecky: since
+//     runtime writes bump no version, an update built from an older read
+//     would otherwise write back the old runtime values and undo a heartbeat;
 //   - an update never moves a decky to another host: only AssignDecky does;
 //   - times are stored in UTC with microsecond precision.
 package repository
@@ -208,10 +214,19 @@ type Repository interface {
 	GetHostByName(ctx context.Context, name string) (Host, error)
 	GetHostByFingerprint(ctx context.Context, fingerprint string) (Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
-	// UpdateHost writes every field of h if h.Version is current and returns
-	// the row with its new version. Stale version or a name or fingerprint
-	// taken by another host: ErrConflict; unknown UUID: ErrNotFound.
+	// UpdateHost writes h's desired fields (Name, Address, AgentPort,
+	// Fingerprint, EnrolledAt, Notes, Labels) if h.Version is current and
+	// returns the row with its new version. Status and LastHeartbeat are
+	// ignored (neither checked nor written; the row's values are returned):
+	// they belong to RecordHeartbeat and SetHostStatus. Stale version or a
+	// name or fingerprint taken by another host: ErrConflict; unknown UUID:
+	// ErrNotFound.
 	UpdateHost(ctx context.Context, h Host) (Host, error)
+	// SetHostStatus writes only the host's status (e.g. HostOffline for a
+	// silent worker; RecordHeartbeat marks it HostActive again). It neither
+	// checks nor bumps the version. Unknown UUID: ErrNotFound; unknown
+	// status: ErrInvalid.
+	SetHostStatus(ctx context.Context, uuid string, status HostStatus) error
 	// DeleteHost deletes the host and all its deckies in one transaction.
 	DeleteHost(ctx context.Context, uuid string) error
 	// Decommission, in one transaction: deletes the host's deckies and the
@@ -229,9 +244,13 @@ type Repository interface {
 	CreateDecky(ctx context.Context, d Decky) (Decky, error)
 	GetDecky(ctx context.Context, name string) (Decky, error)
 	ListDeckies(ctx context.Context, f DeckyFilter) ([]Decky, error)
-	// UpdateDecky writes d's desired and runtime fields if d.Version is
-	// current (a zero LastMutated keeps the stored one; State must be set).
-	// A different HostUUID than stored is ErrConflict: use AssignDecky.
+	// UpdateDecky writes d's desired fields (Spec, Services, MutateInterval,
+	// LastMutated) if d.Version is current (a zero LastMutated keeps the
+	// stored one) and returns the row with its new version. State and
+	// LastError are ignored (neither checked nor written; the row's values
+	// are returned): they belong to RecordHeartbeat, SetDeckyState and the
+	// outcome records below. A different HostUUID than stored is
+	// ErrConflict: use AssignDecky.
 	UpdateDecky(ctx context.Context, d Decky) (Decky, error)
 	// AssignDecky moves the decky to hostUUID ("" = master-resident) if
 	// version is current; an unknown host is ErrNotFound. It is the only
@@ -239,12 +258,14 @@ type Repository interface {
 	AssignDecky(ctx context.Context, name, hostUUID string, version int64) (Decky, error)
 	// SetDeckyState writes only the runtime state and last error.
 	SetDeckyState(ctx context.Context, name string, state DeckyState, lastError string) error
-	// UpdateDeckyWithEvent is UpdateDecky and AppendEvent in one
-	// transaction: the change and its audit record are stored together or
-	// not at all. A stale version is ErrConflict and writes neither the row
-	// nor the event; an invalid decky or event (no Kind, an ID set, a Decky
-	// other than d's name) is ErrInvalid. An empty ev.Decky or ev.HostUUID
-	// is filled in from the row. It returns the row and the event as stored.
+	// UpdateDeckyWithEvent records the outcome of a change: in one
+	// transaction it writes what UpdateDecky writes plus the runtime State
+	// (required) and LastError the change leaves the decky in, and appends
+	// ev, so the change and its audit record are stored together or not at
+	// all. A stale version is ErrConflict and writes neither the row nor the
+	// event; an invalid decky or event (no Kind, an ID set, a Decky other
+	// than d's name) is ErrInvalid. An empty ev.Decky or ev.HostUUID is
+	// filled in from the row. It returns the row and the event as stored.
 	UpdateDeckyWithEvent(ctx context.Context, d Decky, ev Event) (Decky, Event, error)
 	// SetDeckyStateWithEvent is SetDeckyState and AppendEvent in one
 	// transaction (no version check, none bumped), with the same event rules

@@ -32,6 +32,8 @@ func Run(t *testing.T, open Open) {
 		{"DeleteHostDeletesItsDeckies", testDeleteHostDeletesDeckies},
 		{"Decommission", testDecommission},
 		{"RecordHeartbeat", testRecordHeartbeat},
+		{"SetHostStatus", testSetHostStatus},
+		{"RuntimeFieldsSurviveUpdates", testRuntimeFieldsSurviveUpdates},
 		{"DeckyCRUD", testDeckyCRUD},
 		{"DeckyListFilters", testDeckyListFilters},
 		{"DeckyUpdateVersions", testDeckyUpdateVersions},

@@ -146,8 +146,11 @@ func (s *Store) ListDeckies(ctx context.Context, f repository.DeckyFilter) ([]re
 	return s.listDeckies(ctx, query+` ORDER BY name`, args...)
 }
 
-// UpdateDecky implements repository.Repository.
+// UpdateDecky implements repository.Repository. State and LastError are
+// runtime fields: they are neither checked nor written, and the row's values
+// are returned.
 func (s *Store) UpdateDecky(ctx context.Context, d repository.Decky) (repository.Decky, error) {
+	d.State, d.LastError = "", ""
 	d, err := normDecky(d, false)
 	if err != nil {
 		return repository.Decky{}, err
@@ -164,6 +167,9 @@ func (s *Store) UpdateDecky(ctx context.Context, d repository.Decky) (repository
 
 // UpdateDeckyWithEvent implements repository.Repository.
 func (s *Store) UpdateDeckyWithEvent(ctx context.Context, d repository.Decky, ev repository.Event) (repository.Decky, repository.Event, error) {
+	if d.State == "" {
+		return repository.Decky{}, repository.Event{}, invalid("state", "required: the state the recorded change leaves the decky in")
+	}
 	d, err := normDecky(d, false)
 	if err != nil {
 		return repository.Decky{}, repository.Event{}, err
@@ -185,7 +191,8 @@ func (s *Store) UpdateDeckyWithEvent(ctx context.Context, d repository.Decky, ev
 }
 
 // updateDecky writes the normalised d in tx if its version is current and
-// returns the row as written.
+// returns the row as written. The runtime fields State and LastError are
+// written only when d.State is set; otherwise the row's are returned.
 func (s *Store) updateDecky(ctx context.Context, tx *sql.Tx, d repository.Decky) (repository.Decky, error) {
 	cur, err := s.getDecky(ctx, tx, d.Name)
 	if err != nil {
@@ -204,17 +211,24 @@ func (s *Store) updateDecky(ctx context.Context, tx *sql.Tx, d repository.Decky)
 	}
 	d.Spec.LastMutated = d.LastMutated
 	d.CreatedAt, d.UpdatedAt = cur.CreatedAt, s.stamp()
-	res, err := tx.ExecContext(ctx, s.d.q(`UPDATE deckies SET spec = ?, services = ?, mutate_interval_us = ?,
-	last_mutated = ?, state = ?, last_error = ?, updated_at = ?, version = version + 1
-WHERE name = ? AND version = ?`),
-		storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval), micro(d.LastMutated),
-		string(d.State), d.LastError, micro(d.UpdatedAt), d.Name, d.Version)
+	// The runtime fields are set from the statement's own row (RETURNING),
+	// never from the read above: a heartbeat may land in between.
+	set, args := `spec = ?, services = ?, mutate_interval_us = ?, last_mutated = ?, updated_at = ?`,
+		[]any{storedSpec(d), encodeJSON(d.Services), intervalMicros(d.MutateInterval), micro(d.LastMutated), micro(d.UpdatedAt)}
+	if d.State != "" {
+		set += `, state = ?, last_error = ?`
+		args = append(args, string(d.State), d.LastError)
+	}
+	var state string
+	err = tx.QueryRowContext(ctx, s.d.q(`UPDATE deckies SET `+set+`, version = version + 1
+WHERE name = ? AND version = ? RETURNING state, last_error`), append(args, d.Name, d.Version)...).Scan(&state, &d.LastError)
+	if isNoRows(err) {
+		return d, decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q was changed concurrently", d.Name)
+	}
 	if err != nil {
 		return d, s.dbErr("update decky", err)
 	}
-	if rowsAffected(res) != 1 {
-		return d, decnet.Errorf(decnet.ErrConflict, "decky", d.Name, "decky %q was changed concurrently", d.Name)
-	}
+	d.State = repository.DeckyState(state)
 	d.Version++
 	return d, nil
 }

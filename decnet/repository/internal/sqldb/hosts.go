@@ -131,39 +131,68 @@ func (s *Store) ListHosts(ctx context.Context, f repository.HostFilter) ([]repos
 	return queryAll(ctx, s, "list hosts", query+` ORDER BY name`, scanHost, args...)
 }
 
-// UpdateHost implements repository.Repository.
+// UpdateHost implements repository.Repository. Status and LastHeartbeat
+// are runtime fields: they are neither checked nor written, and the row's
+// values are returned.
 func (s *Store) UpdateHost(ctx context.Context, h repository.Host) (repository.Host, error) {
 	h, err := normHost(h, false)
 	if err != nil {
 		return repository.Host{}, err
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE hosts SET name = ?, address = ?, agent_port = ?, status = ?,
-	fingerprint = ?, enrolled_at = ?, last_heartbeat = ?, notes = ?, labels = ?, version = version + 1
-WHERE uuid = ? AND version = ?`),
-			h.Name, h.Address, h.AgentPort, string(h.Status), nullStr(h.Fingerprint), micro(h.EnrolledAt),
-			micro(h.LastHeartbeat), h.Notes, encodeJSON(h.Labels), h.UUID, h.Version)
-		if err != nil {
-			if s.d.Classify(err) == KindUnique {
-				return s.hostConflict(ctx, tx, h)
-			}
-			return s.dbErr("update host", err)
-		}
-		if rowsAffected(res) == 1 {
+		var (
+			status string
+			lastHB sql.NullInt64
+		)
+		err := tx.QueryRowContext(ctx, s.d.q(`UPDATE hosts SET name = ?, address = ?, agent_port = ?,
+	fingerprint = ?, enrolled_at = ?, notes = ?, labels = ?, version = version + 1
+WHERE uuid = ? AND version = ? RETURNING status, last_heartbeat`),
+			h.Name, h.Address, h.AgentPort, nullStr(h.Fingerprint), micro(h.EnrolledAt),
+			h.Notes, encodeJSON(h.Labels), h.UUID, h.Version).Scan(&status, &lastHB)
+		switch {
+		case err == nil:
+			h.Status, h.LastHeartbeat = repository.HostStatus(status), unmicro(lastHB)
 			h.Version++
 			return nil
+		case isNoRows(err):
+			cur, err := s.getHost(ctx, tx, "uuid", h.UUID)
+			if err != nil {
+				return err
+			}
+			return decnet.Errorf(decnet.ErrConflict, "host", h.UUID,
+				"host %q was changed concurrently: version %d is stale (now %d)", h.Name, h.Version, cur.Version)
+		case s.d.Classify(err) == KindUnique:
+			return s.hostConflict(ctx, tx, h)
+		default:
+			return s.dbErr("update host", err)
 		}
-		cur, err := s.getHost(ctx, tx, "uuid", h.UUID)
-		if err != nil {
-			return err
-		}
-		return decnet.Errorf(decnet.ErrConflict, "host", h.UUID,
-			"host %q was changed concurrently: version %d is stale (now %d)", h.Name, h.Version, cur.Version)
 	})
 	if err != nil {
 		return repository.Host{}, err
 	}
 	return h, nil
+}
+
+// SetHostStatus implements repository.Repository.
+func (s *Store) SetHostStatus(ctx context.Context, uuid string, status repository.HostStatus) error {
+	v := &decnet.ValidationError{}
+	checkHostUUID(v, "uuid", uuid)
+	if !status.Valid() {
+		v.Add("status", "unknown host status %q (enrolled, active or offline)", status)
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE hosts SET status = ? WHERE uuid = ?`), string(status), uuid)
+		if err != nil {
+			return s.dbErr("set host status", err)
+		}
+		if rowsAffected(res) == 0 {
+			return notFound("host", uuid)
+		}
+		return nil
+	})
 }
 
 // deleteHost deletes the host's deckies and the host; it returns the row.

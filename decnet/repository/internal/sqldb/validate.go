@@ -47,11 +47,14 @@ func normHost(h repository.Host, create bool) (repository.Host, error) {
 	if h.AgentPort < 1 || h.AgentPort > 65535 {
 		v.Add("agent_port", "%d is not a TCP port (1-65535)", h.AgentPort)
 	}
-	if h.Status == "" && create {
-		h.Status = repository.HostEnrolled
-	}
-	if !h.Status.Valid() {
-		v.Add("status", "unknown host status %q (enrolled, active or offline)", h.Status)
+	// On update the runtime fields are not written, so not checked.
+	if create {
+		if h.Status == "" {
+			h.Status = repository.HostEnrolled
+		}
+		if !h.Status.Valid() {
+			v.Add("status", "unknown host status %q (enrolled, active or offline)", h.Status)
+		}
 	}
 	if h.Fingerprint != "" && !sha256HexRE.MatchString(h.Fingerprint) {
 		v.Add("fingerprint", "must be 64 lowercase hex digits (SHA-256)")
@@ -117,7 +120,8 @@ func normDecky(d repository.Decky, create bool) (repository.Decky, error) {
 	if d.State == "" && create {
 		d.State = repository.DeckyPending
 	}
-	if !d.State.Valid() {
+	// An empty state on update means "not written" (see updateDecky).
+	if d.State != "" && !d.State.Valid() {
 		v.Add("state", "unknown decky state %q (pending, running, degraded, failed or tearing_down)", d.State)
 	}
 	if len(d.LastError) > maxTextLength {
