@@ -126,8 +126,13 @@ type Engine struct {
 	hosts    map[string]chan struct{}
 	failures map[string]failure
 	overdue  map[string]bool // due at the last round and not mutated since
-	deadline time.Time       // the time Run sleeps until; zero: none
-	hint     time.Time       // earliest due time noted during a round; zero: none
+	// finished counts ended dispatches; finishedAt[name] is its value when
+	// name's last dispatch ended. A row read before a mark (readMark) is
+	// stale if its decky's dispatch ended after the mark.
+	finished   uint64
+	finishedAt map[string]uint64
+	deadline   time.Time // the time Run sleeps until; zero: none
+	hint       time.Time // earliest due time noted during a round; zero: none
 }
 
 type failure struct {
@@ -175,22 +180,23 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		store:     cfg.Store,
-		resolver:  cfg.Resolver,
-		chooser:   cfg.Chooser,
-		clock:     cfg.Clock,
-		log:       cfg.Logger,
-		interval:  decnet.DefaultMutateInterval,
-		timeout:   cmp0(cfg.DispatchTimeout, DefaultDispatchTimeout),
-		grace:     cmp0(cfg.ShutdownGrace, DefaultShutdownGrace),
-		backoff0:  cmp0(cfg.BackoffInitial, DefaultBackoffInitial),
-		backoffMx: cmp0(cfg.BackoffMax, DefaultBackoffMax),
-		resync:    cfg.Resync,
-		wake:      make(chan struct{}, 1),
-		inflight:  map[string]bool{},
-		hosts:     map[string]chan struct{}{},
-		failures:  map[string]failure{},
-		overdue:   map[string]bool{},
+		store:      cfg.Store,
+		resolver:   cfg.Resolver,
+		chooser:    cfg.Chooser,
+		clock:      cfg.Clock,
+		log:        cfg.Logger,
+		interval:   decnet.DefaultMutateInterval,
+		timeout:    cmp0(cfg.DispatchTimeout, DefaultDispatchTimeout),
+		grace:      cmp0(cfg.ShutdownGrace, DefaultShutdownGrace),
+		backoff0:   cmp0(cfg.BackoffInitial, DefaultBackoffInitial),
+		backoffMx:  cmp0(cfg.BackoffMax, DefaultBackoffMax),
+		resync:     cfg.Resync,
+		wake:       make(chan struct{}, 1),
+		inflight:   map[string]bool{},
+		hosts:      map[string]chan struct{}{},
+		failures:   map[string]failure{},
+		finishedAt: map[string]uint64{},
+		overdue:    map[string]bool{},
 	}
 	if cfg.DefaultInterval != nil {
 		// The store keeps microseconds: a finer interval would make the
@@ -368,6 +374,7 @@ func (e *Engine) round(ctx context.Context, wg *sync.WaitGroup) time.Time {
 }
 
 func (e *Engine) startDue(ctx context.Context, wg *sync.WaitGroup, now time.Time) (time.Time, error) {
+	mark := e.readMark()
 	due, err := e.store.ListDue(ctx, now, e.interval)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("list due deckies: %w", err)
@@ -393,7 +400,7 @@ func (e *Engine) startDue(ctx context.Context, wg *sync.WaitGroup, now time.Time
 		go func() {
 			defer wg.Done()
 			defer e.unclaim(d.Name)
-			e.mutate(ctx, d, TriggerScheduled, DefaultActor)
+			e.mutate(ctx, d, mark, TriggerScheduled, DefaultActor)
 		}()
 	}
 
@@ -442,6 +449,11 @@ func (e *Engine) scanNext(ctx context.Context) (time.Time, error) {
 			delete(e.failures, name) // deleted deckies keep no backoff
 		}
 	}
+	for name := range e.finishedAt {
+		if !known[name] {
+			delete(e.finishedAt, name)
+		}
+	}
 	return next, nil
 }
 
@@ -460,10 +472,35 @@ func (e *Engine) claim(name string, now time.Time, force bool) bool {
 	return true
 }
 
+// unclaim ends name's dispatch and marks rows of name read before now stale.
+// A failed dispatch notes its retry time while still in flight, so a round
+// woken by that note skipped the decky: unclaim notes it again, now that a
+// round will see it (a no-op unless Run sleeps past it).
 func (e *Engine) unclaim(name string) {
 	e.mu.Lock()
 	delete(e.inflight, name)
+	e.finished++
+	e.finishedAt[name] = e.finished
+	f, backingOff := e.failures[name]
 	e.mu.Unlock()
+	if backingOff {
+		e.note(f.until)
+	}
+}
+
+// readMark is taken before reading deckies to dispatch: see staleSince.
+func (e *Engine) readMark() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.finished
+}
+
+// staleSince reports whether a dispatch of name ended after mark, so a row
+// of name read after mark was taken may predate that dispatch's record.
+func (e *Engine) staleSince(name string, mark uint64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.finishedAt[name] > mark
 }
 
 // note tells Run that a decky has work at t; Run is woken if t is earlier
@@ -531,6 +568,7 @@ func (e *Engine) acquire(ctx context.Context, host string) (release func(), wait
 // Otherwise it returns one Result per decky, in name order, and the failures
 // joined (a decky already being mutated fails with decnet.ErrConflict).
 func (e *Engine) MutateNow(ctx context.Context, names ...string) ([]Result, error) {
+	mark := e.readMark()
 	var targets []repository.Decky
 	if len(names) == 0 {
 		all, err := e.store.ListDeckies(ctx, repository.DeckyFilter{})
@@ -576,7 +614,7 @@ func (e *Engine) MutateNow(ctx context.Context, names ...string) ([]Result, erro
 		go func() {
 			defer wg.Done()
 			defer e.unclaim(d.Name)
-			results[i] = e.mutate(ctx, d, TriggerOperator, actor)
+			results[i] = e.mutate(ctx, d, mark, TriggerOperator, actor)
 		}()
 	}
 	wg.Wait()
@@ -621,8 +659,9 @@ func (e *Engine) Plan(ctx context.Context, name string) (Plan, error) {
 	return p, nil
 }
 
-// mutate performs one attempt on d (claimed by the caller) and records it.
-func (e *Engine) mutate(ctx context.Context, d repository.Decky, trigger, actor string) Result {
+// mutate performs one attempt on d (claimed by the caller, read after mark)
+// and records it.
+func (e *Engine) mutate(ctx context.Context, d repository.Decky, mark uint64, trigger, actor string) Result {
 	res := Result{Decky: d.Name, HostUUID: d.HostUUID, Trigger: trigger, Actor: actor, Old: slices.Clone(d.Services)}
 	release, waited, err := e.acquire(ctx, d.HostUUID)
 	if err != nil {
@@ -631,11 +670,13 @@ func (e *Engine) mutate(ctx context.Context, d repository.Decky, trigger, actor 
 	}
 	defer release()
 
-	// The row may have changed while this dispatch waited for a slot. If
-	// it waited, read it again: a decky moved to another host, torn down or
-	// mutated meanwhile must not be dispatched from the stale row. (Changes
-	// after this read are caught by UpdateDecky's version check.)
-	if waited {
+	// The row may have changed while this dispatch waited for a slot, or
+	// an earlier dispatch of the decky may have recorded its mutation
+	// between the caller's read and its claim. Then read it again: a decky
+	// moved to another host, torn down or mutated meanwhile must not be
+	// dispatched from the stale row. (Changes after this read are caught by
+	// the version check when the outcome is recorded.)
+	if waited || e.staleSince(d.Name, mark) {
 		fresh, err := e.store.GetDecky(ctx, d.Name)
 		if err != nil {
 			if ctx.Err() != nil {

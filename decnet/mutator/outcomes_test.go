@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/mutator"
@@ -94,4 +97,50 @@ func TestMutationsRecordRowAndEventTogether(t *testing.T) {
 	if last.Outcome != mutator.OutcomeOK || last.HostUUID != h.UUID || !sameSet(last.NewServices, d.Services) {
 		t.Errorf("last event %+v vs row services %v", last, d.Services)
 	}
+}
+
+// gatedDue is the real store whose ListDue, once armed, holds its (real)
+// answer until released: the read predates whatever happens meanwhile.
+type gatedDue struct {
+	repository.Repository
+	armed            atomic.Bool
+	reached, release chan struct{}
+}
+
+func (g *gatedDue) ListDue(ctx context.Context, t time.Time, iv time.Duration) ([]repository.Decky, error) {
+	due, err := g.Repository.ListDue(ctx, t, iv)
+	if len(due) > 0 && g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.release
+	}
+	return due, err
+}
+
+// A round that read a decky as due before another dispatch of it recorded
+// its mutation must not dispatch it again from that stale row.
+func TestStaleDueReadNotDispatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		createDecky(t, st, "alpha", []string{"ssh"}, withInterval(10*time.Minute))
+		g := &gatedDue{Repository: st, reached: make(chan struct{}), release: make(chan struct{})}
+		g.armed.Store(true)
+		rec := newRecorder("w1")
+		e := mustEngine(t, mutator.Config{Store: g, Resolver: resolveTo(rec), Chooser: chooser(t, 24)})
+		runEngine(t, e)
+
+		time.Sleep(10 * time.Minute)
+		<-g.reached // the round holds alpha's row as due
+		if _, err := e.MutateNow(t.Context(), "alpha"); err != nil {
+			t.Fatalf("MutateNow: %v", err)
+		}
+		close(g.release)
+		synctest.Wait()
+		if n := len(rec.Calls("alpha")); n != 1 {
+			t.Errorf("%d dispatches, want 1 (the operator's): the round dispatched from its stale read", n)
+		}
+		evs := events(t, st, "alpha")
+		if len(evs) != 1 || evs[0].Trigger != mutator.TriggerOperator {
+			t.Fatalf("events %+v: want the operator's mutation only", evs)
+		}
+	})
 }
