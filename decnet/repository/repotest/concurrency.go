@@ -82,9 +82,20 @@ func testConcurrentDeckyUpdates(t *testing.T, open Open) {
 // holds the winner's change.
 func testConcurrentStaleUpdates(t *testing.T, open Open) {
 	r := open(t)
-	ctx := ctxOf(t)
-	const writers = 20
 	base := mustCreateDecky(t, r, deckyOn("hot", "", "ssh"))
+	staleRace(t, r, base, func(d repository.Decky) error {
+		_, err := r.UpdateDecky(ctxOf(t), d)
+		return err
+	})
+}
+
+// staleRace has 20 writers send update with base's version and their own
+// service set at once, checks that exactly one wins (the rest get
+// ErrConflict) and that the row holds the winner's change, and returns the
+// winner's index.
+func staleRace(t *testing.T, r repository.Repository, base repository.Decky, update func(repository.Decky) error) int {
+	t.Helper()
+	const writers = 20
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
@@ -96,7 +107,7 @@ func testConcurrentStaleUpdates(t *testing.T, open Open) {
 			d := base
 			d.Spec = base.Spec.Clone()
 			d.Services = []string{fmt.Sprintf("svc%02d", i)}
-			_, errs[i] = r.UpdateDecky(ctx, d)
+			errs[i] = update(d)
 		}()
 	}
 	close(start)
@@ -115,11 +126,12 @@ func testConcurrentStaleUpdates(t *testing.T, open Open) {
 	if winner < 0 {
 		t.Fatal("no writer succeeded")
 	}
-	final, _ := r.GetDecky(ctx, "hot")
+	final, _ := r.GetDecky(ctxOf(t), base.Name)
 	diff(t, "winner's services", []string{fmt.Sprintf("svc%02d", winner)}, final.Services)
 	if final.Version != base.Version+1 {
 		t.Fatalf("final version %d, want %d", final.Version, base.Version+1)
 	}
+	return winner
 }
 
 // testConcurrentTokenConsume: 50 goroutines consume one token; exactly one

@@ -1,7 +1,6 @@
 package repotest
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -237,41 +236,19 @@ func testConcurrentOutcomesVisibleTogether(t *testing.T, open Open) {
 // appended, the winner's.
 func testConcurrentStaleOutcomesOneEvent(t *testing.T, open Open) {
 	r := open(t)
-	ctx := ctxOf(t)
-	const writers = 20
 	base := mustCreateDecky(t, r, deckyOn("hot", "", "ssh"))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make([]error, writers)
-	evs := make([]repository.Event, writers)
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			d := base
-			d.Spec = base.Spec.Clone()
-			d.Services = []string{fmt.Sprintf("svc%02d", i)}
-			_, evs[i], errs[i] = r.UpdateDeckyWithEvent(ctx, d, mutatedEvent(base.Services, d.Services))
-		}()
-	}
-	close(start)
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Fatalf("writers %d and %d both succeeded with version %d", winner, i, base.Version)
-		case err == nil:
-			winner = i
-		case !errors.Is(err, decnet.ErrConflict):
-			t.Fatalf("writer %d: %v, want ErrConflict", i, err)
+	var (
+		mu  sync.Mutex
+		won []repository.Event
+	)
+	staleRace(t, r, base, func(d repository.Decky) error {
+		_, ev, err := r.UpdateDeckyWithEvent(ctxOf(t), d, mutatedEvent(base.Services, d.Services))
+		if err == nil {
+			mu.Lock()
+			won = append(won, ev)
+			mu.Unlock()
 		}
-	}
-	if winner < 0 {
-		t.Fatal("no writer succeeded")
-	}
-	diff(t, "the one event is the winner's", []repository.Event{evs[winner]}, deckyEvents(t, r, "hot"))
-	final, _ := r.GetDecky(ctx, "hot")
-	diff(t, "winner's services", []string{fmt.Sprintf("svc%02d", winner)}, final.Services)
+		return err
+	})
+	diff(t, "the one event is the winner's", won, deckyEvents(t, r, "hot"))
 }
