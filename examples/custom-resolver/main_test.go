@@ -8,10 +8,11 @@ import (
 )
 
 // The example runs and each decky goes through its playlist, on the target
+// (the run lasts 8 intervals so a loaded machine still sees the first round)
 // its name selects.
 func TestRun(t *testing.T) {
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"-for", "1500ms", "-interval", "500ms"}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"-for", "4s", "-interval", "500ms"}, &out, &errb); err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
 	}
 	s := out.String()
