@@ -8,8 +8,8 @@ import (
 )
 
 // The example runs and each decky goes through its playlist, on the target
-// (the run lasts 8 intervals so a loaded machine still sees the first round)
-// its name selects.
+// its name selects. The run lasts 8 intervals so that a loaded machine still
+// sees every decky's first rotation.
 func TestRun(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(context.Background(), []string{"-for", "4s", "-interval", "500ms"}, &out, &errb); err != nil {
