@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -21,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/agent"
 	"github.com/decnet-swarm/sdk/decnet/agent/agenttest"
@@ -33,17 +30,7 @@ import (
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dockertest.RemoveImages()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { dockertest.Main(m) }
 
 func shard(deckies ...decnet.Decky) decnet.Config {
 	return decnet.Config{Mode: decnet.ModeSwarm, Deckies: deckies}

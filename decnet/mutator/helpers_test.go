@@ -3,16 +3,12 @@ package mutator_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/decnet-swarm/sdk/decnet"
 	"github.com/decnet-swarm/sdk/decnet/mutator"
@@ -21,17 +17,7 @@ import (
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dockertest.RemoveImages()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { dockertest.Main(m) }
 
 // The engine needs only a slice of the repository contract.
 var (

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/decnet-swarm/sdk/internal/dockertest"
 )
 
@@ -29,22 +27,13 @@ const (
 	envResult   = "DECNET_REAPER_TEST_RESULT"
 )
 
-// withCleanup runs the tests, then removes this process's test images.
-type withCleanup struct{ m *testing.M }
-
-func (w withCleanup) Run() int {
-	code := w.m.Run()
-	dockertest.RemoveImages()
-	return code
-}
-
 func TestMain(m *testing.M) {
 	if len(os.Args) >= 3 && os.Args[1] == "reap" && os.Args[2] == "--plan" {
 		os.Exit(testReaper(os.Args[3]))
 	}
 	switch os.Getenv(envChild) {
 	case "":
-		goleak.VerifyTestMain(withCleanup{m})
+		dockertest.Main(m)
 	case "spawner":
 		os.Exit(testSpawner())
 	default:

@@ -58,6 +58,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"go.uber.org/goleak"
 	"net"
 	"net/netip"
 	"os"
@@ -456,3 +457,17 @@ func Banner(ctx context.Context, addr string) (string, error) {
 		}
 	}
 }
+
+// withCleanup runs the tests, then removes this process's test images.
+type withCleanup struct{ m *testing.M }
+
+func (w withCleanup) Run() int {
+	code := w.m.Run()
+	RemoveImages()
+	return code
+}
+
+// Main is a TestMain for packages with Docker tests: it runs the tests,
+// removes this process's test images and, when every test passed, fails the
+// run if goroutines leaked (goleak).
+func Main(m *testing.M) { goleak.VerifyTestMain(withCleanup{m}) }
