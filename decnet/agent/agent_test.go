@@ -303,19 +303,27 @@ func (b *blocker) hook(ctx context.Context, op, decky string) error {
 	return ctx.Err()
 }
 
-func TestHealthAndStatusAnswerDuringLongDeploy(t *testing.T) {
-	fake := agenttest.NewFakeEngine()
-	b := newBlocker("apply")
+// startBlockedDeploy starts an agent whose engine blocks inside Apply and a
+// deploy of decky "slow" that is now holding the state lock; close
+// b.release to let it finish, then read its result from deployDone.
+func startBlockedDeploy(tb testing.TB) (fake *agenttest.FakeEngine, b *blocker, c *agentclient.Client, deployDone <-chan error) {
+	tb.Helper()
+	fake = agenttest.NewFakeEngine()
+	b = newBlocker("apply")
 	fake.Hook = b.hook
-	srv := agenttest.Start(t, agenttest.Options{Engine: fake})
-	c := srv.Client(t)
-
-	deployDone := make(chan error, 1)
+	srv := agenttest.Start(tb, agenttest.Options{Engine: fake})
+	c = srv.Client(tb)
+	done := make(chan error, 1)
 	go func() {
 		_, err := c.Deploy(context.Background(), shard(decnet.Decky{Name: "slow", Services: []string{"ssh"}}), agentclient.DeployOptions{})
-		deployDone <- err
+		done <- err
 	}()
 	<-b.entered // the deploy holds the state lock inside the engine now
+	return fake, b, c, done
+}
+
+func TestHealthAndStatusAnswerDuringLongDeploy(t *testing.T) {
+	fake, b, c, deployDone := startBlockedDeploy(t)
 
 	// The deploy holds the lock until b.release is closed below, so a
 	// /health or /status that waited for it would run into this deadline.

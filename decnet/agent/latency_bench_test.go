@@ -5,10 +5,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/decnet-swarm/sdk/decnet"
-	"github.com/decnet-swarm/sdk/decnet/agent/agenttest"
-	"github.com/decnet-swarm/sdk/decnet/agentclient"
 )
 
 // BenchmarkHealthStatusDuringLongDeploy measures one /health plus one
@@ -18,17 +14,7 @@ import (
 //
 //	go test -run '^$' -bench HealthStatusDuringLongDeploy ./decnet/agent
 func BenchmarkHealthStatusDuringLongDeploy(b *testing.B) {
-	fake := agenttest.NewFakeEngine()
-	blk := newBlocker("apply")
-	fake.Hook = blk.hook
-	srv := agenttest.Start(b, agenttest.Options{Engine: fake})
-	c := srv.Client(b)
-	deployDone := make(chan error, 1)
-	go func() {
-		_, err := c.Deploy(context.Background(), shard(decnet.Decky{Name: "slow", Services: []string{"ssh"}}), agentclient.DeployOptions{})
-		deployDone <- err
-	}()
-	<-blk.entered
+	_, blk, c, deployDone := startBlockedDeploy(b)
 	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
 	var took []time.Duration

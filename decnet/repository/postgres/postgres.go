@@ -56,13 +56,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithMaxConns(n int) Option { return func(o *options) { o.maxConns = n } }
 
 // Migrations returns how many schema migrations this binary embeds.
-func Migrations() int {
-	ms, err := sqldb.LoadMigrations(migrationFS, "migrations")
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
+func Migrations() int { return sqldb.CountMigrations(migrationFS, "migrations") }
 
 // Open connects to the database named by dsn (a postgres:// URL or a
 // key=value string) and migrates it to the current schema. The DSN is

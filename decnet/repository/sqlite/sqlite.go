@@ -59,13 +59,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
 
 // Migrations returns how many schema migrations this binary embeds.
-func Migrations() int {
-	ms, err := sqldb.LoadMigrations(migrationFS, "migrations")
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
+func Migrations() int { return sqldb.CountMigrations(migrationFS, "migrations") }
 
 // Open opens (creating when absent) the SQLite database at path and migrates
 // it to the current schema.

@@ -22,6 +22,16 @@ type Migration struct {
 	SQL     string
 }
 
+// CountMigrations returns how many valid migrations dir holds in fsys (0
+// when they cannot be loaded): what a backend's Migrations reports.
+func CountMigrations(fsys fs.FS, dir string) int {
+	ms, err := LoadMigrations(fsys, dir)
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
 // LoadMigrations reads dir/NNNN_name.sql from fsys, in version order.
 // Versions must start at 1 and have no gaps.
 func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
